@@ -1,0 +1,109 @@
+"""The `nextgpt-mini` command line.
+
+Each subcommand is a small function `cmd_<name>(args)`; `build_parser` wires them up. Errors a
+user can fix (bad file, bad argument, missing weights) print one line naming the problem and exit
+with status 2; `--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from nextgpt_mini.config import PROFILES, load_profile
+
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, KeyError, RuntimeError, OSError)
+
+
+def _add_profile_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default="tiny", choices=PROFILES, help="model sizes (default: tiny, CPU)")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a profile field, e.g. --set llm.max_length=64 (repeatable)",
+    )
+
+
+def _profile(args):
+    return load_profile(args.profile, args.overrides)
+
+
+# --------------------------------------------------------------------------------------------
+def cmd_profile(args) -> int:
+    """Print a profile's full configuration as JSON."""
+    print(_profile(args).to_json())
+    return 0
+
+
+def cmd_make_samples(args) -> int:
+    from nextgpt_mini.data.samples import make_samples
+
+    start = time.perf_counter()
+    counts = make_samples(args.out, seed=args.seed)
+    size = sum(f.stat().st_size for f in Path(args.out).rglob("*") if f.is_file())
+    print(
+        f"wrote {counts['images']} images, {counts['audio']} audio clips, {counts['videos']} videos and "
+        f"{counts['dialogues']} dialogues to {args.out} ({size / 1e6:.1f} MB, {time.perf_counter() - start:.1f} s)"
+    )
+    return 0
+
+
+def cmd_build_tiny(args) -> int:
+    from nextgpt_mini import tiny_assets
+
+    return tiny_assets.build(args.what, out=args.out, quick=args.quick)
+
+
+def cmd_demo(args) -> int:
+    from nextgpt_mini.demo import run_demo
+
+    return run_demo(out_dir=args.out)
+
+
+# --------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nextgpt-mini", description="NExT-GPT, built chapter by chapter.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("profile", help="print a profile's configuration")
+    _add_profile_args(p)
+    p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("make-samples", help="write data_samples/ from the toy world")
+    p.add_argument("--out", default="data_samples")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_make_samples)
+
+    p = sub.add_parser("build-tiny", help="rebuild a tiny-profile asset shipped in the package")
+    p.add_argument("what", choices=["tokenizer"], help="which asset")
+    p.add_argument("--out", default=None, help="write here instead of into the package")
+    p.add_argument("--quick", action="store_true", help="a few steps only (to test the build code)")
+    p.set_defaults(func=cmd_build_tiny)
+
+    p = sub.add_parser("demo", help="the main job: run what the package can do end to end (tiny profile)")
+    p.add_argument("--out", default="outputs/demo")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as e:
+        if args.debug:
+            raise
+        message = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+        print(f"nextgpt-mini {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

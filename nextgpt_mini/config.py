@@ -1,0 +1,408 @@
+"""Profiles: one set of dataclass configs, three sizes (tiny, colab, paper).
+
+`load_profile("paper")` is NExT-GPT's own set-up (nextgpt-facts.md); `colab` keeps the same
+design with real weights small enough for a free 15 GB T4; `tiny` builds the same classes at
+toy width so that everything runs on a laptop CPU in seconds.
+
+Every hub id and download URL used by the package lives in `HUB` below, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+# --------------------------------------------------------------------------------------------
+# Every external model the package can load, in one place. Loaders accept these ids or a local
+# folder/file path in their place.
+# --------------------------------------------------------------------------------------------
+HUB = {
+    "imagebind_huge": "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth",
+    # Vicuna v0 (the paper's) exists only as delta weights over Meta's gated LLaMA-1; v1.5 is a
+    # plain checkpoint on the hub and is what NExT-GPT's later code loads.
+    "vicuna_7b": "lmsys/vicuna-7b-v1.5",
+    # TinyLlama keeps the LLaMA architecture of Vicuna (same class, same LoRA targets) at 1.1 B
+    # parameters and ships a chat template: it trains with LoRA on a T4 in fp16.
+    "tinyllama_chat": "TinyLlama/TinyLlama-1.1B-Chat-v1.0",
+    "sd_v1_5": "stable-diffusion-v1-5/stable-diffusion-v1-5",
+    "zeroscope_576w": "cerspense/zeroscope_v2_576w",
+    "audioldm_l_full": "cvssp/audioldm-l-full",
+    # AudioLDM-s is the same pipeline at 421 M parameters (vs. 975 M): leaves room on a T4.
+    "audioldm_s_full_v2": "cvssp/audioldm-s-full-v2",
+}
+
+PROFILES = ("tiny", "colab", "paper")
+
+
+@dataclass
+class EncoderConfig:
+    """ImageBind. Field names follow Meta's `ImageBindModel` constructor where one exists."""
+
+    weights: str | None = HUB["imagebind_huge"]  # URL, local path, or "package:<file>"
+    out_embed_dim: int = 1024
+    image_size: int = 224
+    patch_size: int = 14
+    video_frames: int = 2  # frames per clip, eaten by the (2, p, p) temporal patch embedding
+    vision_embed_dim: int = 1280
+    vision_num_blocks: int = 32
+    vision_num_heads: int = 16
+    text_embed_dim: int = 1024
+    text_num_blocks: int = 24
+    text_num_heads: int = 16
+    vocab_size: int = 49408
+    context_length: int = 77
+    tokenizer: str = "clip-bpe"  # "clip-bpe" (Meta's vocabulary) or "package:<folder>"
+    eot_token_id: int | None = None  # text pools here; None = vocab_size - 1 (CLIP's 49407)
+    audio_embed_dim: int = 768
+    audio_num_blocks: int = 12
+    audio_num_heads: int = 12
+    audio_num_mel_bins: int = 128
+    audio_target_len: int = 204
+    audio_kernel_size: int = 16
+    audio_stride: int = 10
+    audio_drop_path: float = 0.1
+    # Preprocessing (ImageBind's own transforms)
+    sample_rate: int = 16000
+    audio_clip_duration: float = 2.0
+    audio_clips: int = 3
+    video_clip_duration: float = 2.0
+    video_clips: int = 5
+    video_spatial_crops: int = 3
+
+
+@dataclass
+class LLMConfig:
+    name_or_path: str = HUB["vicuna_7b"]  # hub id, local folder, or "package:<folder>"
+    template: str = "nextgpt"  # "nextgpt" = '### Human: ... ### Assistant:'; "chat" = model's own
+    hidden_size: int = 4096
+    num_layers: int = 32
+    num_heads: int = 32
+    intermediate_size: int = 11008
+    vocab_size: int = 32000
+    max_length: int = 512
+    load_in_bits: int | None = None  # 4 or 8 = QLoRA through bitsandbytes (CUDA only)
+
+
+@dataclass
+class LoRAConfig:
+    r: int = 32
+    alpha: int = 32
+    dropout: float = 0.1
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+@dataclass
+class SignalTokenConfig:
+    image: int = 4  # [IMG0]..[IMG3]
+    video: int = 24  # [VID0]..[VID23]
+    audio: int = 8  # [AUD0]..[AUD7]
+
+    def tokens(self, modality: str) -> list[str]:
+        prefix = {"image": "IMG", "video": "VID", "audio": "AUD"}[modality]
+        return [f"[{prefix}{i}]" for i in range(getattr(self, modality))]
+
+
+@dataclass
+class OutputProjectorConfig:
+    """Transformer output projector: Linear(H -> d_model) -> nn.Transformer -> Linear(-> out)."""
+
+    d_model: int = 512
+    num_heads: int = 4
+    num_encoder_layers: int = 4
+    num_decoder_layers: int = 4
+    dim_feedforward: int = 2048
+    dropout: float = 0.0
+    num_queries: int = 77  # learned queries: one per conditioning token of the decoder
+    out_dim: int = 768  # the decoder's conditioning width
+
+
+@dataclass
+class DecoderConfig:
+    name_or_path: str = ""  # hub id, local folder, or "tiny" (built locally)
+    steps: int = 50
+    guidance_scale: float = 7.5
+    height: int = 512
+    width: int = 512
+    num_frames: int = 0  # video only
+    audio_seconds: float = 0.0  # audio only
+    sample_rate: int = 16000  # audio only
+    fps: int = 8  # video only
+
+
+@dataclass
+class TrainConfig:
+    lr: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 1e-3
+    warmup_ratio: float = 0.1
+    grad_clip: float = 1.0
+    batch_size: int = 4
+    grad_accum: int = 1
+    steps: dict[str, int] = field(default_factory=lambda: {"1": 2000, "2": 2000, "3": 2000})
+    mixed_precision: str = "fp16"  # accelerate: "no", "fp16", "bf16"
+    gradient_checkpointing: bool = False
+    alignment_scale: float = 1.0
+    video_alignment_scale: float = 2.0
+    distance: str = "l2"  # per-token L2 (the original), "mse" or "cosine"
+    eval_every: int = 200
+    seed: int = 42
+
+
+@dataclass
+class ProfileConfig:
+    name: str
+    encoder: EncoderConfig
+    llm: LLMConfig
+    lora: LoRAConfig
+    signal_tokens: SignalTokenConfig
+    image_projector: OutputProjectorConfig
+    video_projector: OutputProjectorConfig
+    audio_projector: OutputProjectorConfig
+    image_decoder: DecoderConfig
+    video_decoder: DecoderConfig
+    audio_decoder: DecoderConfig
+    train: TrainConfig
+    seed: int = 42
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ProfileConfig":
+        return _rebuild(cls, data)
+
+
+def _rebuild(cls, data):
+    """Build a (possibly nested) dataclass from a dict made by `dataclasses.asdict`."""
+    kwargs = {}
+    hints = {f.name: f for f in dataclasses.fields(cls)}
+    for name, value in data.items():
+        if name not in hints:
+            raise ValueError(f"{cls.__name__} has no field {name!r}")
+        sub = _SUBCONFIGS.get((cls.__name__, name))
+        kwargs[name] = _rebuild(sub, value) if sub else value
+    if "betas" in kwargs:
+        kwargs["betas"] = tuple(kwargs["betas"])
+    return cls(**kwargs)
+
+
+_SUBCONFIGS = {
+    ("ProfileConfig", "encoder"): EncoderConfig,
+    ("ProfileConfig", "llm"): LLMConfig,
+    ("ProfileConfig", "lora"): LoRAConfig,
+    ("ProfileConfig", "signal_tokens"): SignalTokenConfig,
+    ("ProfileConfig", "image_projector"): OutputProjectorConfig,
+    ("ProfileConfig", "video_projector"): OutputProjectorConfig,
+    ("ProfileConfig", "audio_projector"): OutputProjectorConfig,
+    ("ProfileConfig", "image_decoder"): DecoderConfig,
+    ("ProfileConfig", "video_decoder"): DecoderConfig,
+    ("ProfileConfig", "audio_decoder"): DecoderConfig,
+    ("ProfileConfig", "train"): TrainConfig,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# The three profiles
+# --------------------------------------------------------------------------------------------
+def _paper() -> ProfileConfig:
+    return ProfileConfig(
+        name="paper",
+        encoder=EncoderConfig(),
+        llm=LLMConfig(),
+        lora=LoRAConfig(),
+        signal_tokens=SignalTokenConfig(image=4, video=24, audio=8),
+        # SD-1.5 reads CLIP-L's last hidden state (77 x 768) through cross-attention.
+        image_projector=OutputProjectorConfig(num_queries=77, out_dim=768),
+        # Zeroscope reads OpenCLIP-H's hidden state (77 x 1024) through cross-attention.
+        video_projector=OutputProjectorConfig(num_queries=77, out_dim=1024),
+        # AudioLDM takes one L2-normalised CLAP text embedding (1 x 512) as FiLM conditioning.
+        audio_projector=OutputProjectorConfig(num_queries=1, out_dim=512),
+        image_decoder=DecoderConfig(name_or_path=HUB["sd_v1_5"], height=512, width=512),
+        video_decoder=DecoderConfig(
+            name_or_path=HUB["zeroscope_576w"], height=320, width=576, num_frames=24, fps=8
+        ),
+        audio_decoder=DecoderConfig(
+            name_or_path=HUB["audioldm_l_full"], height=0, width=0, audio_seconds=5.0
+        ),
+        train=TrainConfig(),
+    )
+
+
+def _colab() -> ProfileConfig:
+    p = _paper()
+    p.name = "colab"
+    # ImageBind-huge stays: it is the system's eyes and ears and takes 2.4 GB in fp16.
+    p.llm = LLMConfig(
+        name_or_path=HUB["tinyllama_chat"],
+        template="chat",
+        hidden_size=2048,
+        num_layers=22,
+        num_heads=32,
+        intermediate_size=5632,
+        vocab_size=32000,
+        max_length=384,
+    )
+    p.lora = LoRAConfig(r=16, alpha=32, dropout=0.05)
+    p.signal_tokens = SignalTokenConfig(image=4, video=8, audio=4)
+    # Fewer frames and AudioLDM-s keep every decoder inside a T4 next to the LLM.
+    p.video_decoder = DecoderConfig(
+        name_or_path=HUB["zeroscope_576w"], steps=30, height=320, width=576, num_frames=16, fps=8
+    )
+    p.audio_decoder = DecoderConfig(
+        name_or_path=HUB["audioldm_s_full_v2"], steps=50, height=0, width=0, audio_seconds=5.0
+    )
+    p.image_decoder.steps = 30
+    p.train = TrainConfig(batch_size=2, grad_accum=8, gradient_checkpointing=True)
+    return p
+
+
+def _tiny() -> ProfileConfig:
+    return ProfileConfig(
+        name="tiny",
+        encoder=EncoderConfig(
+            weights="package:tiny_imagebind.safetensors",
+            out_embed_dim=64,
+            image_size=48,
+            patch_size=8,
+            video_frames=2,
+            vision_embed_dim=64,
+            vision_num_blocks=2,
+            vision_num_heads=4,
+            text_embed_dim=64,
+            text_num_blocks=2,
+            text_num_heads=4,
+            vocab_size=512,
+            context_length=24,
+            tokenizer="package:tiny_tokenizer",
+            eot_token_id=2,  # the tiny tokenizer's "</s>"
+            audio_embed_dim=64,
+            audio_num_blocks=2,
+            audio_num_heads=4,
+            audio_num_mel_bins=32,
+            audio_target_len=100,
+            audio_kernel_size=8,
+            audio_stride=8,
+            audio_drop_path=0.0,
+            sample_rate=16000,
+            audio_clip_duration=1.0,
+            audio_clips=2,
+            video_clip_duration=1.0,
+            video_clips=2,
+            video_spatial_crops=1,
+        ),
+        llm=LLMConfig(
+            name_or_path="package:tiny_llm",
+            template="nextgpt",
+            hidden_size=128,
+            num_layers=4,
+            num_heads=4,
+            intermediate_size=384,
+            vocab_size=512,
+            max_length=128,
+        ),
+        lora=LoRAConfig(r=8, alpha=16, dropout=0.0),
+        signal_tokens=SignalTokenConfig(image=4, video=8, audio=4),
+        image_projector=OutputProjectorConfig(
+            d_model=64, num_heads=2, num_encoder_layers=1, num_decoder_layers=1,
+            dim_feedforward=128, num_queries=16, out_dim=32,
+        ),
+        video_projector=OutputProjectorConfig(
+            d_model=64, num_heads=2, num_encoder_layers=1, num_decoder_layers=1,
+            dim_feedforward=128, num_queries=16, out_dim=32,
+        ),
+        audio_projector=OutputProjectorConfig(
+            d_model=64, num_heads=2, num_encoder_layers=1, num_decoder_layers=1,
+            dim_feedforward=128, num_queries=1, out_dim=32,
+        ),
+        image_decoder=DecoderConfig(name_or_path="tiny", steps=2, guidance_scale=2.0, height=32, width=32),
+        video_decoder=DecoderConfig(
+            name_or_path="tiny", steps=2, guidance_scale=2.0, height=32, width=32, num_frames=4, fps=4
+        ),
+        audio_decoder=DecoderConfig(
+            name_or_path="tiny", steps=2, guidance_scale=2.0, height=0, width=0, audio_seconds=1.0
+        ),
+        train=TrainConfig(
+            lr=3e-3, batch_size=16, steps={"1": 300, "2": 300, "3": 400}, mixed_precision="no", eval_every=50
+        ),
+    )
+
+
+_BUILDERS = {"tiny": _tiny, "colab": _colab, "paper": _paper}
+
+
+def load_profile(name: str, overrides: dict[str, Any] | list[str] | None = None) -> ProfileConfig:
+    """Return a fresh profile. `overrides` is {"llm.max_length": 64} or ["llm.max_length=64"]."""
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown profile {name!r}: expected one of {', '.join(PROFILES)}")
+    profile = _BUILDERS[name]()
+    if overrides:
+        if isinstance(overrides, (list, tuple)):
+            overrides = parse_overrides(overrides)
+        for key, value in overrides.items():
+            set_field(profile, key, value)
+    return profile
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Parse CLI `--set key=value` items; values are read as JSON when they parse, else as text."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--set expects key=value (e.g. llm.max_length=64), got {item!r}")
+        key, raw = item.split("=", 1)
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out[key.strip()] = value
+    return out
+
+
+def set_field(profile: ProfileConfig, dotted: str, value: Any) -> None:
+    """Set `profile.<a>.<b>` = value, checking the field exists and the type is compatible."""
+    parts = dotted.split(".")
+    target: Any = profile
+    for part in parts[:-1]:
+        if not dataclasses.is_dataclass(target) or not hasattr(target, part):
+            raise ValueError(f"unknown config field {dotted!r} (no {part!r})")
+        target = getattr(target, part)
+    last = parts[-1]
+    if isinstance(target, dict):
+        target[last] = value
+        return
+    if not dataclasses.is_dataclass(target) or last not in {f.name for f in dataclasses.fields(target)}:
+        raise ValueError(f"unknown config field {dotted!r}")
+    current = getattr(target, last)
+    if dataclasses.is_dataclass(current):
+        raise ValueError(f"{dotted!r} is a group of settings; set one of its fields, e.g. {dotted}.<field>")
+    setattr(target, last, _coerce(value, current, dotted))
+
+
+def _coerce(value: Any, current: Any, key: str) -> Any:
+    """Check `value` against the field's current value and convert where it is unambiguous."""
+    if current is None or value is None:
+        return value
+    if isinstance(current, bool):
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "false"):
+            return str(value).lower() == "true"
+    elif isinstance(current, int) and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    elif isinstance(current, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    elif isinstance(current, str) and isinstance(value, (str, int, float)):
+        return str(value)
+    elif isinstance(current, (list, tuple)) and isinstance(value, (list, tuple)):
+        return type(current)(value)
+    raise ValueError(f"{key}: expected a value like {current!r}, got {value!r}")
+
+
+def clone(profile: ProfileConfig) -> ProfileConfig:
+    return copy.deepcopy(profile)

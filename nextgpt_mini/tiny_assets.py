@@ -1,0 +1,69 @@
+"""The tiny profile's pretrained assets that ship inside the package, and how to rebuild them.
+
+In the paper the encoder (ImageBind) and the LLM (Vicuna) are frozen *pretrained* models. The
+tiny profile mirrors that: its tokenizer, encoder and LLM are trained on the toy world by the
+functions here and shipped in `nextgpt_mini/assets/`. `MANIFEST.json` records the SHA-256 of
+every shipped file, so a test notices a file that no longer matches what was built.
+
+`nextgpt-mini build-tiny WHAT` rebuilds one asset reproducibly on a CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+from nextgpt_mini.utils import ASSETS, atomic_write_text
+
+MANIFEST = ASSETS / "MANIFEST.json"
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_manifest() -> dict[str, str]:
+    return json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
+
+
+def record_in_manifest(files: list[Path]) -> None:
+    """Store the hashes of freshly built files (paths relative to the assets folder)."""
+    manifest = read_manifest()
+    for f in files:
+        manifest[f.relative_to(ASSETS).as_posix()] = sha256_file(f)
+    atomic_write_text(MANIFEST, json.dumps(dict(sorted(manifest.items())), indent=2) + "\n")
+
+
+def build_tokenizer(out: Path) -> list[Path]:
+    from nextgpt_mini.tokenizer import save_tiny_tokenizer, train_tiny_tokenizer
+
+    tok = train_tiny_tokenizer()
+    save_tiny_tokenizer(tok, out)
+    print(f"tokenizer: {tok.get_vocab_size()} tokens (byte-level BPE on the toy world's text)")
+    return [out / "tokenizer.json", out / "tokenizer_config.json"]
+
+
+BUILDERS = {"tokenizer": (build_tokenizer, "tiny_tokenizer")}
+
+
+def build(what: str, out: str | None = None, quick: bool = False) -> int:
+    """Rebuild one asset. Into the package (and its manifest) unless `out` is given."""
+    if what not in BUILDERS:
+        raise ValueError(f"unknown asset {what!r}: expected one of {', '.join(BUILDERS)}")
+    builder, folder = BUILDERS[what]
+    target = Path(out) if out else ASSETS / folder
+    start = time.perf_counter()
+    kwargs = {"quick": True} if quick and what != "tokenizer" else {}
+    files = builder(target, **kwargs)
+    if out is None and not quick:
+        record_in_manifest(files)
+    for f in files:
+        print(f"  {f.name}: {f.stat().st_size / 1e3:.1f} kB sha256 {sha256_file(f)[:16]}…")
+    print(f"built {what} in {time.perf_counter() - start:.1f} s -> {target}")
+    return 0

@@ -1,0 +1,81 @@
+"""The tiny profile's tokenizer: a byte-level BPE trained on the toy world's text.
+
+The paper's models come with their own tokenizers (CLIP's BPE for ImageBind's text path, LLaMA's
+SentencePiece for Vicuna). The tiny profile trains one small byte-level BPE on the toy world's
+captions and dialogues and uses it for both the tiny encoder's text path and the tiny LLM.
+Byte-level means any text a user types still encodes (no unknown token); the toy words become
+single tokens, so sequences stay short.
+
+Special tokens: `<pad>` = 0 (ImageBind pads text with 0), `<s>` = 1, `</s>` = 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nextgpt_mini.utils import asset_path, atomic_write_text
+
+PAD, BOS, EOS = "<pad>", "<s>", "</s>"
+SPECIAL_TOKENS = [PAD, BOS, EOS]
+TINY_TOKENIZER = "package:tiny_tokenizer"
+
+
+def toy_corpus(n_items: int = 3000, n_dialogues: int = 3000, seed: int = 0) -> list[str]:
+    """Every kind of sentence the toy world writes: captions of each modality, and dialogues."""
+    from nextgpt_mini.data import mosit
+    from nextgpt_mini.data import toyworld as tw
+
+    lines = []
+    for modality in ("image", "video", "audio"):
+        lines += [item.caption for item in tw.sample_items(modality, n_items, seed=seed, split="any")]
+    lines += [mosit.dialogue_text(d) for d in mosit.toy_dialogues(n_dialogues, seed=seed, split="any")]
+    return lines
+
+
+def train_tiny_tokenizer(vocab_size: int = 512, seed: int = 0):
+    """Train the byte-level BPE; returns a `tokenizers.Tokenizer`. Deterministic for a seed."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(toy_corpus(seed=seed), trainer=trainer)
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    return tok
+
+
+def save_tiny_tokenizer(tok, folder: str | Path) -> Path:
+    """Write tokenizer.json and a transformers config so `AutoTokenizer.from_pretrained` loads it."""
+    import json
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / "tokenizer.json", tok.to_str(pretty=True))
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": BOS,
+        "eos_token": EOS,
+        "pad_token": PAD,
+        "model_max_length": 1024,
+        "clean_up_tokenization_spaces": False,
+    }
+    atomic_write_text(folder / "tokenizer_config.json", json.dumps(config, indent=2))
+    return folder
+
+
+def load_tiny_tokenizer(ref: str = TINY_TOKENIZER):
+    """The tiny tokenizer as a transformers `PreTrainedTokenizerFast`."""
+    from transformers import PreTrainedTokenizerFast
+
+    folder = asset_path(ref) if ref.startswith("package:") else Path(ref)
+    if not (folder / "tokenizer.json").is_file():
+        raise FileNotFoundError(
+            f"{folder}: no tokenizer.json; rebuild it with `nextgpt-mini build-tiny tokenizer`"
+        )
+    return PreTrainedTokenizerFast.from_pretrained(str(folder))
