@@ -56,6 +56,19 @@ def cmd_build_tiny(args) -> int:
     return tiny_assets.build(args.what, out=args.out, quick=args.quick)
 
 
+def cmd_encode(args) -> int:
+    """Embed files and texts with the profile's ImageBind; write them as one safetensors file."""
+    from nextgpt_mini.encoders.encode import Text, encode_to_file
+
+    inputs = [Text(x[len("text:"):]) if x.startswith("text:") else x for x in args.inputs]
+    s = encode_to_file(inputs, args.out, _profile(args), cache_dir=args.cache_dir, batch_size=args.batch_size,
+                       device=args.device, progress=not args.no_progress)
+    cache = f"; cache: {s['cache']['hits']} hits, {s['cache']['misses']} misses" if "cache" in s else ""
+    n, d = s["n"], s["dim"]
+    print(f"encoded {n} inputs -> embeddings [{n}, {d}] in {s['seconds']:.2f} s{cache}; wrote {s['out']}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from nextgpt_mini.demo import run_demo
 
@@ -82,6 +95,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="write here instead of into the package")
     p.add_argument("--quick", action="store_true", help="a few steps only (to test the build code)")
     p.set_defaults(func=cmd_build_tiny)
+
+    p = sub.add_parser("encode", help="embed files and texts with ImageBind into a safetensors file")
+    p.add_argument("inputs", nargs="+", metavar="FILE_OR_TEXT",
+                   help="media files (image/audio/video, by extension) or texts; prefix text: to force text")
+    _add_profile_args(p)
+    p.add_argument("--out", default="embeddings.safetensors", help="output file (default: embeddings.safetensors)")
+    p.add_argument("--cache-dir", default=None, help="embedding cache folder: reuse embeddings of unchanged inputs")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("demo", help="the main job: run what the package can do end to end (tiny profile)")
     p.add_argument("--out", default="outputs/demo")

@@ -722,3 +722,16 @@ def _download(url: str, target: Path, chunk: int = 1 << 20) -> None:
                 bar.update(len(block))
         if total is not None and written != total:  # a connection that ended early
             raise OSError(f"download of {url} stopped at {written} of {total} bytes")
+
+
+def load_encoder(cfg: EncoderConfig, device: torch.device | str | None = None) -> ImageBindEncoder:
+    """The encoder of a profile, ready to use: cfg.weights resolved (`resolve_weights`) and loaded
+    strictly, in eval mode, every parameter frozen (NExT-GPT never trains ImageBind), on `device`
+    (default: the CPU). The tiny profile's weights ship with the package; rebuild them with
+    `nextgpt-mini build-tiny encoder`."""
+    if cfg.weights is None:
+        raise ValueError("cfg.weights is None: there are no weights to load (set encoder.weights)")
+    model = build_encoder(cfg, empty=True)
+    load_imagebind_state_dict(model, resolve_weights(cfg.weights))
+    model.eval().requires_grad_(False)
+    return model.to(device) if device is not None else model

@@ -1,0 +1,196 @@
+"""Prompt assembly: conversation templates, soft-token slots, masked labels, padded batches.
+
+A dialogue (our MosIT format, `nextgpt_mini/data/mosit.py`) becomes a list of `Segment`s:
+text the model only reads (labels -100), text it must produce (the answers, labels = ids), and
+media slots where an input projector's soft token goes, wrapped as `<Img>` soft-token `</Img>`.
+
+Templates:
+* "nextgpt": NExT-GPT's own `### Human: ... \\n### Assistant: ...\\n###` (paper profile, tiny);
+  generation stops at `###`.
+* "chat": the model's own chat template (`tokenizer.apply_chat_template`, colab's TinyLlama).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from nextgpt_mini.llm import MEDIA_END, MEDIA_START
+
+IGNORE = -100
+MEDIA_PLACEHOLDER = -1  # an input id that marks a soft-token slot until embeddings are built
+STOP = "###"
+
+
+@dataclass
+class Segment:
+    text: str = ""
+    train: bool = False  # part of an answer: counted in the loss
+    media: int | None = None  # index into the example's media list: a soft-token slot
+
+
+@dataclass
+class Example:
+    """One tokenized training example."""
+
+    input_ids: list[int]
+    labels: list[int]
+    media_positions: list[int] = field(default_factory=list)  # where soft tokens go
+    signal_spans: list[tuple[str, int, int]] = field(default_factory=list)  # (modality, start, end) in tokens
+
+
+def answer_text(turn: dict, signal_tokens: dict[str, list[str]] | None) -> str:
+    """The assistant's text, followed by its modality's signal tokens when it asks for media."""
+    text = turn["text"]
+    out = turn.get("output")
+    if out and signal_tokens is not None:
+        text = f"{text} {''.join(signal_tokens[out['modality']])}"
+    return text
+
+
+def dialogue_segments(turns: list[dict], template: str = "nextgpt", signal_tokens=None, tokenizer=None) -> list[Segment]:
+    """Turn a dialogue into segments. Media of user turns become slots, numbered in order."""
+    if template == "nextgpt":
+        return _nextgpt_segments(turns, signal_tokens)
+    if template == "chat":
+        if tokenizer is None:
+            raise ValueError("the 'chat' template needs the tokenizer (it holds the template)")
+        return _chat_segments(turns, signal_tokens, tokenizer)
+    raise ValueError(f"unknown template {template!r}: expected 'nextgpt' or 'chat'")
+
+
+def _media_segments(turn: dict, counter: list[int]) -> list[Segment]:
+    out = []
+    for _ in turn.get("media", []):
+        out += [Segment(MEDIA_START), Segment(media=counter[0]), Segment(MEDIA_END)]
+        counter[0] += 1
+    return out
+
+
+def _nextgpt_segments(turns, signal_tokens) -> list[Segment]:
+    segs: list[Segment] = []
+    counter = [0]
+    for turn in turns:
+        if turn["role"] == "user":
+            segs.append(Segment("### Human: "))
+            segs += _media_segments(turn, counter)
+            segs.append(Segment(f"{' ' if turn.get('media') else ''}{turn['text']}\n### Assistant:"))
+        else:
+            segs.append(Segment(f" {answer_text(turn, signal_tokens)}\n{STOP}", train=True))
+            segs.append(Segment("\n"))
+    return segs
+
+
+def _chat_segments(turns, signal_tokens, tokenizer) -> list[Segment]:
+    """Render with the tokenizer's chat template; answers are found as differences of prefixes."""
+    segs: list[Segment] = []
+    counter = [0]
+    messages: list[dict] = []
+    rendered = ""
+    for turn in turns:
+        if turn["role"] == "user":
+            slot = f"{MEDIA_START}\x00{MEDIA_END} " * len(turn.get("media", []))
+            messages.append({"role": "user", "content": slot + turn["text"]})
+            full = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            piece = full[len(rendered):]
+            for k, part in enumerate(piece.split("\x00")):
+                if k:
+                    segs.append(Segment(media=counter[0]))
+                    counter[0] += 1
+                segs.append(Segment(part))
+        else:
+            messages.append({"role": "assistant", "content": answer_text(turn, signal_tokens)})
+            full = tokenizer.apply_chat_template(messages, tokenize=False)
+            segs.append(Segment(full[len(rendered):], train=True))
+        rendered = full
+    return segs
+
+
+def tokenize_segments(segments: list[Segment], tokenizer, max_length: int, bos: bool = True,
+                      signal_ids: dict[str, list[int]] | None = None) -> Example:
+    """Token ids, labels (-100 outside answers), soft-token positions and signal-token spans.
+
+    Raises ValueError when the prompt alone does not fit `max_length` (truncating it would drop
+    the media or the question); answers are cut at the end instead.
+    """
+    ids: list[int] = [tokenizer.bos_token_id] if bos and tokenizer.bos_token_id is not None else []
+    labels: list[int] = [IGNORE] * len(ids)
+    media_positions: list[int] = []
+    for seg in segments:
+        if seg.media is not None:
+            media_positions.append(len(ids))
+            ids.append(MEDIA_PLACEHOLDER)
+            labels.append(IGNORE)
+            continue
+        if not seg.text:
+            continue
+        piece = tokenizer(seg.text, add_special_tokens=False)["input_ids"]
+        ids += piece
+        labels += piece if seg.train else [IGNORE] * len(piece)
+    first_answer = next((k for k, lab in enumerate(labels) if lab != IGNORE), len(ids))
+    if first_answer >= max_length or (media_positions and media_positions[-1] >= max_length):
+        raise ValueError(f"the prompt is {first_answer} tokens long, over the model's limit of {max_length}")
+    ids, labels = ids[:max_length], labels[:max_length]
+    return Example(ids, labels, media_positions, _signal_spans(ids, labels, signal_ids))
+
+
+def _signal_spans(ids, labels, signal_ids) -> list[tuple[str, int, int]]:
+    """Runs of one modality's signal tokens inside answers: where the output projector reads."""
+    if not signal_ids:
+        return []
+    lookup = {i: m for m, group in signal_ids.items() for i in group}
+    spans = []
+    k = 0
+    while k < len(ids):
+        m = lookup.get(ids[k]) if labels[k] != IGNORE else None
+        if m is None:
+            k += 1
+            continue
+        start = k
+        while k < len(ids) and lookup.get(ids[k]) == m:
+            k += 1
+        spans.append((m, start, k))
+    return spans
+
+
+def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad a batch; attention_mask is 0 on padding, labels are -100 there."""
+    width = max(len(e.input_ids) for e in examples)
+    batch = len(examples)
+    input_ids = torch.full((batch, width), pad_id, dtype=torch.long)
+    labels = torch.full((batch, width), IGNORE, dtype=torch.long)
+    attention = torch.zeros((batch, width), dtype=torch.long)
+    for b, e in enumerate(examples):
+        n = len(e.input_ids)
+        input_ids[b, :n] = torch.tensor(e.input_ids)
+        labels[b, :n] = torch.tensor(e.labels)
+        attention[b, :n] = 1
+    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
+
+
+def embed_with_media(embed_tokens, input_ids: torch.Tensor, soft_tokens: list[torch.Tensor] | None) -> torch.Tensor:
+    """Token embeddings with each MEDIA_PLACEHOLDER replaced by the example's soft tokens.
+
+    `soft_tokens[b]` is [n_media_b, hidden] in slot order. Replacing (not concatenating) keeps the
+    sequence length and positions exactly those of the tokenized prompt.
+    """
+    slots = input_ids == MEDIA_PLACEHOLDER
+    embeds = embed_tokens(input_ids.masked_fill(slots, 0))
+    if not slots.any():
+        return embeds
+    if soft_tokens is None:
+        raise ValueError("the prompt has media slots but no soft tokens were given")
+    embeds = embeds.clone()
+    for b in range(input_ids.shape[0]):
+        rows = slots[b].nonzero(as_tuple=True)[0]
+        if len(rows) != (0 if soft_tokens[b] is None else soft_tokens[b].shape[0]):
+            raise ValueError(f"example {b}: {len(rows)} media slots but {0 if soft_tokens[b] is None else soft_tokens[b].shape[0]} soft tokens")
+        if len(rows):
+            embeds[b, rows] = soft_tokens[b].to(embeds.dtype)
+    return embeds
+
+
+def plain_text(segments: list[Segment]) -> str:
+    """Segments as one string (slots shown as <media>), for printing prompts in notebooks."""
+    return "".join("<media>" if s.media is not None else s.text for s in segments)
