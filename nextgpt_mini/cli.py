@@ -8,7 +8,6 @@ with status 2; `--debug` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -69,6 +68,43 @@ def cmd_encode(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    """Train one stage; print the steps, held-out loss at start and end, and accuracy vs chance."""
+    from nextgpt_mini.model import NextGPT
+    from nextgpt_mini.stage1 import run_stage1
+
+    if args.stage != "1":
+        raise ValueError(f"stage {args.stage} is not implemented yet (chapters 04 and 06 add stages 2 and 3)")
+    args.out = args.out or f"outputs/stage{args.stage}"
+    profile = _profile(args)
+    model = NextGPT.from_profile(profile)
+    result = run_stage1(model, out_dir=args.out, steps=args.steps, data_dir=args.data, resume=args.resume,
+                        cache_dir=args.cache_dir, progress=not args.no_progress)
+    first, last = result.first_eval, result.last_eval
+    print(f"stage 1: {result.steps} steps in {result.seconds:.1f} s; checkpoint in {args.out}/checkpoint")
+    print(f"held-out caption loss: {first.get('heldout_loss', float('nan')):.3f} -> {last['heldout_loss']:.3f}")
+    if "attr_acc" in last:
+        print(f"held-out attributes named right: {first.get('attr_acc', float('nan')):.1%} -> {last['attr_acc']:.1%} "
+              f"(chance {last['attr_chance']:.1%}); whole caption right: {last['exact_acc']:.1%} (chance {last['exact_chance']:.2%})")
+    return 0
+
+
+def cmd_caption(args) -> int:
+    """Caption media files with a stage-1 checkpoint."""
+    from nextgpt_mini.encoders.encode import encode
+    from nextgpt_mini.encoders.preprocess import modality_of
+    from nextgpt_mini.model import NextGPT
+    from nextgpt_mini.stage1 import greedy_captions
+
+    model = NextGPT.from_profile(_profile(args))
+    if args.checkpoint:
+        model.load_trained(args.checkpoint)
+    embeddings = encode(list(args.files), encoder=model.encoder, cfg=model.profile.encoder, progress=False)
+    for path, emb in zip(args.files, embeddings):
+        print(f"{path}: {greedy_captions(model, modality_of(path), emb[None])[0]}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from nextgpt_mini.demo import run_demo
 
@@ -91,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_make_samples)
 
     p = sub.add_parser("build-tiny", help="rebuild a tiny-profile asset shipped in the package")
-    p.add_argument("what", choices=["tokenizer"], help="which asset")
+    p.add_argument("what", choices=["tokenizer", "encoder", "llm"], help="which asset")
     p.add_argument("--out", default=None, help="write here instead of into the package")
     p.add_argument("--quick", action="store_true", help="a few steps only (to test the build code)")
     p.set_defaults(func=cmd_build_tiny)
@@ -106,6 +142,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("train", help="train a stage (1: encoding-side alignment)")
+    p.add_argument("--stage", required=True, choices=["1", "2", "3"])
+    _add_profile_args(p)
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the profile's)")
+    p.add_argument("--data", default=None, help="folder of NExT-GPT pair files (default: the toy world)")
+    p.add_argument("--out", default=None, help="checkpoint, metrics.jsonl, loss.png (default: outputs/stage<N>)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--cache-dir", default=".cache/embeddings", help="encoder embedding cache")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("caption", help="caption media files with a trained checkpoint")
+    p.add_argument("files", nargs="+")
+    _add_profile_args(p)
+    p.add_argument("--checkpoint", default=None, help="a folder written by `nextgpt-mini train`")
+    p.set_defaults(func=cmd_caption)
 
     p = sub.add_parser("demo", help="the main job: run what the package can do end to end (tiny profile)")
     p.add_argument("--out", default="outputs/demo")

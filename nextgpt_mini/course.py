@@ -6,10 +6,10 @@ still runs top to bottom; the solutions notebook runs the same checks and must p
 
 from __future__ import annotations
 
-import importlib
 import platform
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 NOT_DONE = "not done yet"
 
@@ -31,11 +31,14 @@ def data_samples_dir() -> Path:
 
 
 def versions() -> dict[str, str]:
+    """Installed versions, read from package metadata (importing diffusers alone takes seconds)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     out = {"python": platform.python_version()}
-    for name in ("torch", "transformers", "diffusers", "peft", "accelerate", "tokenizers", "nextgpt_mini"):
+    for name in ("torch", "transformers", "diffusers", "peft", "accelerate", "tokenizers", "nextgpt-mini"):
         try:
-            out[name] = importlib.import_module(name).__version__
-        except ImportError:
+            out[name] = version(name)
+        except PackageNotFoundError:
             out[name] = "not installed"
     return out
 

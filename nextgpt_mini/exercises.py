@@ -8,8 +8,6 @@ from __future__ import annotations
 import collections
 import json
 
-import numpy as np
-
 from nextgpt_mini.course import check, data_samples_dir
 
 
@@ -43,3 +41,166 @@ def ex00_3(pitch_hz) -> None:
         assert abs(float(f) - PITCH_HZ["blue"]) < 5, f"{float(f):.1f} Hz is not the blue pitch"
 
     check("00.3", pitch_hz, test)
+
+
+# ---- chapter 03 ---------------------------------------------------------------------------
+def ex03_1(n_pieces) -> None:
+    """How many ids the tokenizer without signal tokens cuts "[VID7]" into."""
+    from nextgpt_mini.config import load_profile
+    from nextgpt_mini.tokenizer import load_tiny_tokenizer
+
+    def test(n):
+        tok = load_tiny_tokenizer(load_profile("tiny").encoder.tokenizer)
+        expected = len(tok("[VID7]", add_special_tokens=False)["input_ids"])
+        assert int(n) == expected, f"{n} is not the number of ids"
+
+    check("03.1", n_pieces, test)
+
+
+def ex03_2(colab_lora) -> None:
+    """LoRA parameters of the colab profile (TinyLlama, grouped-query attention)."""
+    from nextgpt_mini.config import load_profile
+    from nextgpt_mini.llm import build_empty_llm, lora_parameter_count
+
+    def test(n):
+        colab = load_profile("colab")
+        expected = lora_parameter_count(build_empty_llm(colab.llm), colab.lora)
+        assert int(n) == expected, f"{int(n):,} != {expected:,}"
+
+    check("03.2", colab_lora, test)
+
+
+def ex03_3(signal_states, llm, example) -> None:
+    """signal_states(llm, example) -> {modality: hidden + embedding at the signal span}."""
+    import torch
+
+    def test(fn):
+        got = fn(llm, example)
+        if got is None:
+            raise NotImplementedError
+        ids = torch.tensor([example.input_ids])
+        with torch.no_grad():
+            out = llm(ids, output_hidden_states=True)
+            embeds = llm.get_input_embeddings()(ids)[0]
+        assert set(got) == {m for m, _, _ in example.signal_spans}, f"modalities {sorted(got)}"
+        for m, s, e in example.signal_spans:
+            torch.testing.assert_close(got[m], out.hidden_states[-1][0, s:e] + embeds[s:e])
+
+    check("03.3", signal_states, test)
+
+
+# ---- chapter 02 ---------------------------------------------------------------------------
+def ex02_1(n) -> None:
+    """Parameters stage 1 trains in the tiny profile: the input projector's weight and bias."""
+    from nextgpt_mini.config import load_profile
+
+    def test(value):
+        p = load_profile("tiny")
+        expected = p.encoder.out_embed_dim * p.llm.hidden_size + p.llm.hidden_size
+        assert int(value) == expected, f"{value} is not what stage 1 trains"
+
+    check("02.1", n, test)
+
+
+def ex02_2(name, model, test_sets) -> None:
+    """The audio attribute the trained model names right least often."""
+    from nextgpt_mini.data import toyworld as tw
+    from nextgpt_mini.stage1 import greedy_captions
+
+    def test(value):
+        audio = test_sets["audio"]
+        captions = greedy_captions(model, "audio", audio.embeddings)
+        scores = [tw.attribute_scores(c, it) for c, it in zip(captions, audio.items)]
+        rate = {k: sum(s[k] for s in scores) for k in scores[0]}
+        worst = [k for k, v in rate.items() if v == min(rate.values())]
+        assert value in worst, f"{value!r} is right {rate.get(value)} times; the least is {min(rate.values())}"
+
+    check("02.2", name, test)
+
+
+def ex02_3(loss) -> None:
+    """Held-out loss after 100 steps of stage 1 with an MLP projector (a number)."""
+
+    def test(value):
+        value = float(value)
+        assert 0.0 < value < 3.0, f"{value:.3f} does not look like a trained held-out loss"
+
+    check("02.3", loss, test)
+
+
+# ---- chapter 01 ---------------------------------------------------------------------------
+def ex01_1(top1_fn) -> None:
+    """top1_fn(sim) -> text->image top-1 accuracy; sim[i, j] = text i vs image j, text i <-> image i."""
+    import torch
+
+    def test(fn):
+        # Rows and columns give different answers here: argmax over the wrong dim is caught.
+        sim = torch.tensor([[0.9, 0.1, 0.0], [0.8, 0.2, 0.1], [0.0, 0.1, 0.5]])
+        got = fn(sim)
+        if got is None:
+            raise NotImplementedError
+        assert abs(float(got) - 2 / 3) < 1e-6, f"{float(got):.3f} on a matrix whose answer is 2/3 (rows are the texts)"
+        g = torch.Generator().manual_seed(1)
+        for n in (5, 12):
+            sim = torch.randn(n, n, generator=g) + 1.5 * torch.eye(n)
+            expected = (sim.argmax(1) == torch.arange(n)).float().mean().item()
+            assert abs(float(fn(sim)) - expected) < 1e-6, f"{float(fn(sim)):.3f} on a random {n} x {n} matrix, expected {expected:.3f}"
+
+    check("01.1", top1_fn, test)
+
+
+def ex01_2(embedding, encoder, path) -> None:
+    """Your own embedding of the audio file `path` (clip embeddings averaged) vs encode()'s."""
+    import torch
+
+    from nextgpt_mini.encoders.encode import encode
+
+    def test(emb):
+        emb = torch.as_tensor(emb).detach().to("cpu", torch.float32).reshape(-1)
+        expected = encode([path], encoder=encoder, progress=False)[0]
+        assert emb.shape == expected.shape, f"shape {tuple(emb.shape)}, expected {tuple(expected.shape)}"
+        norm = float(emb.norm())
+        assert abs(norm - 1) < 1e-4, f"its norm is {norm:.3f}: encode() renormalises after averaging (read encode.py)"
+        cos = float(emb @ expected)
+        assert torch.allclose(emb, expected, atol=1e-5, rtol=1e-4), f"cosine with encode()'s embedding is {cos:.4f}, not 1"
+
+    check("01.2", embedding, test)
+
+
+def ex01_3(pool_at, encoder) -> None:
+    """pool_at(encoder, ids, positions, causal=True) -> the text tower's normalised embedding at `positions`."""
+    import torch
+    import torch.nn.functional as F
+
+    from nextgpt_mini.encoders.imagebind import eot_positions
+    from nextgpt_mini.encoders.preprocess import load_text_tokenizer
+
+    def reference(ids, positions, causal):
+        pre, trunk, head = (encoder.modality_preprocessors["text"], encoder.modality_trunks["text"],
+                            encoder.modality_heads["text"])
+        L = ids.shape[1]
+        with torch.no_grad():
+            h = trunk(pre.token_embedding(ids) + pre.pos_embed[:, :L], attn_mask=pre.mask[:L, :L] if causal else None)
+            return F.normalize(head.proj(h[torch.arange(len(ids), device=ids.device), positions]), dim=-1)
+
+    def test(fn):
+        ids = load_text_tokenizer(encoder.cfg)(["a big red circle on the left", "a small blue square on the right"])
+        ids = ids.to(encoder.device)
+        eot = eot_positions(ids, encoder.eot_token_id)
+        got = fn(encoder, ids, eot)
+        if got is None:
+            raise NotImplementedError
+        got = torch.as_tensor(got).detach()
+        assert got.shape == (2, encoder.cfg.out_embed_dim), f"shape {tuple(got.shape)}, expected (2, {encoder.cfg.out_embed_dim})"
+        with torch.no_grad():
+            expected = encoder.encode_text(ids)
+        assert torch.allclose(got.to(expected), expected, atol=1e-5), "at the end-of-text token it differs from encoder.encode_text"
+        for causal in (True, False):
+            for k in (0, 3, int(eot.max())):
+                positions = torch.full((2,), k, device=ids.device)
+                got = torch.as_tensor(fn(encoder, ids, positions, causal=causal)).detach()
+                want = reference(ids, positions, causal)
+                assert torch.allclose(got.to(want), want, atol=1e-5), \
+                    f"at position {k} with causal={causal} it differs from the text tower's state there"
+
+    check("01.3", pool_at, test)

@@ -53,6 +53,37 @@ class NextGPT(nn.Module):
             self._encoder = load_encoder(self.profile.encoder)
         return self._encoder
 
+    def load_trained(self, checkpoint) -> list[str]:
+        """Load trained weights from a trainer checkpoint folder (or its trainable.safetensors).
+
+        Every tensor in the file must match a parameter of this model in name and shape: a
+        checkpoint from another profile fails here with the first mismatch named.
+        """
+        from pathlib import Path
+
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        path = Path(checkpoint)
+        if path.is_dir():
+            path = path / "checkpoint" / "trainable.safetensors" if (path / "checkpoint").is_dir() else path / "trainable.safetensors"
+        if not path.is_file():
+            raise FileNotFoundError(f"{checkpoint}: no trained weights (expected {path})")
+        try:
+            weights = load_file(path)
+        except (SafetensorError, OSError) as e:
+            raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
+        own = dict(self.named_parameters())
+        for name, tensor in weights.items():
+            if name not in own:
+                raise ValueError(f"{path}: {name!r} is not a parameter of this model (another profile or stage?)")
+            if own[name].shape != tensor.shape:
+                raise ValueError(f"{path}: {name} has shape {tuple(tensor.shape)}, this model expects {tuple(own[name].shape)} (another profile?)")
+        with torch.no_grad():
+            for name, tensor in weights.items():
+                own[name].copy_(tensor)
+        return sorted(weights)
+
     # ---------------------------------------------------------------- training interface
     def trainable_groups(self) -> dict[str, list[nn.Parameter]]:
         groups = {

@@ -49,7 +49,23 @@ def build_tokenizer(out: Path) -> list[Path]:
     return [out / "tokenizer.json", out / "tokenizer_config.json"]
 
 
-BUILDERS = {"tokenizer": (build_tokenizer, "tiny_tokenizer")}
+def build_encoder(out: Path, quick: bool = False) -> list[Path]:
+    from nextgpt_mini.encoders.pretrain import build_tiny_encoder
+
+    return build_tiny_encoder(out, quick=quick)
+
+
+def build_llm(out: Path, quick: bool = False) -> list[Path]:
+    from nextgpt_mini.llm_pretrain import build_tiny_llm
+
+    return build_tiny_llm(out, quick=quick)
+
+
+BUILDERS = {
+    "tokenizer": (build_tokenizer, "tiny_tokenizer"),
+    "encoder": (build_encoder, "."),
+    "llm": (build_llm, "tiny_llm"),
+}
 
 
 def build(what: str, out: str | None = None, quick: bool = False) -> int:

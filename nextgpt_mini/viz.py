@@ -96,3 +96,44 @@ def waveform_and_spectrogram(wave: np.ndarray, sample_rate: int, title: str = ""
     b.set_title("spectrogram (0-2 kHz)", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def similarity_heatmap(sim, rows: list[str] | None = None, cols: list[str] | None = None, title: str = "",
+                       ax=None, xlabel: str = "", ylabel: str = "", annotate: bool | None = None):
+    """Cosine similarities [N, M] as a heatmap: the highest entry of each row is outlined, so a
+    model that has learnt the pairing shows a diagonal of outlined cells. Returns the axes.
+
+    rows / cols: tick labels (long captions are shortened); annotate: write each value in its
+    cell (default: when the matrix is at most 12 x 12).
+    """
+    import matplotlib.pyplot as plt
+
+    sim = np.asarray(sim.detach().cpu() if hasattr(sim, "detach") else sim, dtype=np.float32)
+    if sim.ndim != 2:
+        raise ValueError(f"expected a [rows, cols] matrix, got shape {sim.shape}")
+    n, m = sim.shape
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.6 + 0.42 * m, 1.0 + 0.36 * n))
+    limit = float(np.abs(sim).max()) or 1.0
+    im = ax.imshow(sim, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.03, label="cosine")
+
+    def short(labels):
+        return [s if len(s) <= 34 else s[:32] + "…" for s in labels]
+
+    ax.set_yticks(range(n), short(rows) if rows else range(n), fontsize=7)
+    ax.set_xticks(range(m), short(cols) if cols else range(m), fontsize=7, rotation=60 if cols else 0,
+                  ha="right" if cols else "center")
+    best = sim.argmax(axis=1)
+    for i, j in enumerate(best):
+        ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=1.6))
+    if annotate if annotate is not None else max(n, m) <= 12:
+        for i in range(n):
+            for j in range(m):
+                ax.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                        color="white" if abs(sim[i, j]) > 0.6 * limit else "black")
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax

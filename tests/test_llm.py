@@ -3,8 +3,16 @@ import torch
 
 from nextgpt_mini import load_profile
 from nextgpt_mini.accounting import PAPER_TABLE_1, format_table, full_size_table
-from nextgpt_mini.llm import (MEDIA_END, MEDIA_START, NewRowsEmbedding, add_signal_tokens, apply_lora,
-                              build_empty_llm, lora_parameter_count, new_row_parameters)
+from nextgpt_mini.llm import (
+    MEDIA_END,
+    MEDIA_START,
+    NewRowsEmbedding,
+    add_signal_tokens,
+    apply_lora,
+    build_empty_llm,
+    lora_parameter_count,
+    new_row_parameters,
+)
 from tests._tiny_llm import random_tiny_llm
 
 

@@ -2,8 +2,15 @@ import pytest
 import torch
 
 from nextgpt_mini.data import mosit
-from nextgpt_mini.prompts import (IGNORE, MEDIA_PLACEHOLDER, collate, dialogue_segments, embed_with_media, plain_text,
-                                  tokenize_segments)
+from nextgpt_mini.prompts import (
+    IGNORE,
+    MEDIA_PLACEHOLDER,
+    collate,
+    dialogue_segments,
+    embed_with_media,
+    plain_text,
+    tokenize_segments,
+)
 from tests._tiny_llm import random_tiny_llm
 
 

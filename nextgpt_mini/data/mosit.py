@@ -32,6 +32,23 @@ from nextgpt_mini.data import toyworld as tw
 TASKS = ("T->T", "T->I", "T->V", "T->A", "I->T", "V->T", "A->T", "I->A", "V->A", "I->V", "T->I,A")
 
 
+ANSWER_PREFIX = {"image": "It shows", "video": "It shows", "audio": "I hear"}
+
+
+def describe_answer(modality: str, caption: str) -> str:
+    """How the assistant describes an input item: 'It shows a red circle.' / 'I hear a low tone.'"""
+    return f"{ANSWER_PREFIX[modality]} {caption}."
+
+
+def strip_answer(text: str) -> str:
+    """The caption inside a describe_answer-style reply."""
+    text = text.strip()
+    for prefix in set(ANSWER_PREFIX.values()):
+        if text.startswith(prefix + " "):
+            text = text[len(prefix) + 1 :]
+    return text.rstrip(".").strip()
+
+
 def _media(item: tw.ToyItem) -> dict:
     return {"modality": item.modality, "item": item}
 
@@ -73,13 +90,13 @@ def _dialogue(task: str, rng: np.random.Generator, split: str, seed: int) -> lis
         return [{"role": "user", "text": q}, {"role": "assistant", "text": f"Here is {target.caption}.", "output": _out(target)}]
     if task == "I->T":
         q = _pick(["What is in this picture?", "Describe this image."], rng)
-        return [{"role": "user", "text": q, "media": [_media(image)]}, {"role": "assistant", "text": f"It shows {image.caption}."}]
+        return [{"role": "user", "text": q, "media": [_media(image)]}, {"role": "assistant", "text": describe_answer("image", image.caption)}]
     if task == "V->T":
         q = _pick(["What happens in this video?", "Describe this video."], rng)
-        return [{"role": "user", "text": q, "media": [_media(video)]}, {"role": "assistant", "text": f"It shows {video.caption}."}]
+        return [{"role": "user", "text": q, "media": [_media(video)]}, {"role": "assistant", "text": describe_answer("video", video.caption)}]
     if task == "A->T":
         q = _pick(["What do you hear?", "Describe this sound."], rng)
-        return [{"role": "user", "text": q, "media": [_media(audio)]}, {"role": "assistant", "text": f"I hear {audio.caption}."}]
+        return [{"role": "user", "text": q, "media": [_media(audio)]}, {"role": "assistant", "text": describe_answer("audio", audio.caption)}]
     if task == "I->A":
         return [
             {"role": "user", "text": "What sound would this make?", "media": [_media(image)]},

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator, Literal
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -302,3 +303,34 @@ def vocabulary() -> list[str]:
     for phrase in list(SOUND_OF_SHAPE.values()) + list(PITCH_WORD.values()) + list(NOISE_OF_SIZE.values()):
         words.update(phrase.split())
     return sorted(words)
+
+
+# The words a caption uses for each attribute, for reading attributes back out of generated text.
+ATTRIBUTE_VALUES: dict[str, tuple[str, ...]] = {
+    "colour": tuple(COLOURS),
+    "shape": SHAPES,
+    "size": SIZES,
+    "position": POSITIONS,
+    "direction": DIRECTIONS,
+    "speed": tuple(SPEED_WORD.values()),
+    "sound": tuple(SOUND_OF_SHAPE.values()),
+    "pitch": ("low", "middle", "high"),
+    "noise": tuple(NOISE_OF_SIZE.values()),
+}
+
+
+def read_attribute(text: str, attribute: str) -> str | None:
+    """The one value of `attribute` that `text` names, or None if it names none or several."""
+    words = f" {text.lower().replace('.', ' ').replace(',', ' ')} "
+    found = [v for v in ATTRIBUTE_VALUES[attribute] if f" {v} " in words]
+    return found[0] if len(found) == 1 else None
+
+
+def attribute_scores(text: str, item: ToyItem) -> dict[str, bool]:
+    """For each attribute of `item`: does `text` name exactly the right value?"""
+    return {k: read_attribute(text, k) == v for k, v in item.attributes.items()}
+
+
+def attribute_chance(item: ToyItem) -> dict[str, float]:
+    """Probability of naming each attribute right by guessing uniformly among its values."""
+    return {k: 1.0 / len(ATTRIBUTE_VALUES[k]) for k in item.attributes}
