@@ -8,7 +8,8 @@
 
 Signal tokens (`[IMG0]`.., `[VID0]`.., `[AUD0]`..) and the media wrappers `<Img>`, `</Img>` are
 added to the vocabulary. As in NExT-GPT's code, one wrapper pair `<Img> ... </Img>` surrounds the
-soft token of any input modality. Only the *new* rows of the input embedding and the LM head are
+soft token of any input modality. (The tiny LLM already knows the wrappers: it learnt to read a
+soft token between them during pretraining, see `llm_pretrain.py`; then they are not new rows.) Only the *new* rows of the input embedding and the LM head are
 trainable: `NewRowsEmbedding` / `NewRowsLMHead` keep the old rows as a frozen tensor that no
 optimizer ever sees, so they stay bit-identical (the original code trained the whole resized
 matrices, 2 x 131 M parameters in the paper profile).
@@ -226,7 +227,8 @@ def add_signal_tokens(model, tokenizer, signal: SignalTokenConfig) -> SignalToke
         if len(ids) != 1:
             raise ValueError(f"{t!r} encodes to {len(ids)} ids {ids}, expected exactly one")
     first_new = old_vocab
-    total = max(len(tokenizer), old_vocab + len(new))
+    # tokens the vocabulary already had (the tiny LLM's <Img>, </Img>) keep their pretrained rows
+    total = max(len(tokenizer), old_vocab)
     model.resize_token_embeddings(total, mean_resizing=False)
     with torch.no_grad():
         for matrix in (model.get_input_embeddings().weight, model.get_output_embeddings().weight):

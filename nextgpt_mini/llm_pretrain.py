@@ -15,6 +15,16 @@ The corpus is what the later stages will show the model, minus the media:
   later), so the model learns `### Human: ... \\n### Assistant: ...\\n###`, the world's words and
   its rules ("A red circle makes a low steady tone.").
 
+* **reading documents**: a large LLM can read a vector it has never seen as a word (that is
+  what stage 1 relies on); a 1 M-parameter LLM trained only on text cannot: with the text-only
+  corpus, even a soft token optimised freely per example left its caption loss where it was. So,
+  as part of its general education, the tiny LLM also reads dialogues whose media slot
+  `<Img> . </Img>` holds one vector: the mean of the embeddings of the item's caption tokens,
+  plus noise (a "bag of words" in one position). It learns to read one vector as words, the
+  skill big LLMs bring from scale. Stage 1 still has to learn the hard part: turning ImageBind
+  embeddings into vectors the LLM reads this way. `<Img>` and `</Img>` are therefore ordinary
+  (pretrained, frozen) tokens of the tiny LLM's vocabulary.
+
 Only `split="train"` text is used, so the held-out colour+shape pairs stay unseen; the
 validation set is `split="test"` text (half of it about the held-out pairs).
 """
@@ -36,7 +46,6 @@ import torch.nn.functional as F
 from nextgpt_mini.prompts import IGNORE, STOP, dialogue_segments, tokenize_segments
 
 TINY_LLM_FOLDER = "tiny_llm"
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
 
 @dataclass
@@ -49,11 +58,13 @@ class PretrainConfig:
     # the sound rule): the skills that the frozen LLM later lends to every stage. Without them the
     # model answered from its priors (0/11 held-out T->T answers right); with them it copies.
     n_text_dialogues: int = 4000
+    n_reading: int = 6000  # reading documents (soft-token slots), all media tasks and captions
+    reading_noise: float = 0.1  # noise on a slot vector, relative to its norm
     n_val_captions: int = 100  # per modality, split="test"
     n_val_dialogues: int = 300
     block_size: int = 128  # the profile's llm.max_length
     batch_size: int = 8
-    steps: int = 1200
+    steps: int = 2000
     lr: float = 3e-3
     warmup_ratio: float = 0.05
     min_lr_ratio: float = 0.05  # cosine decays to lr * min_lr_ratio
@@ -67,7 +78,8 @@ class PretrainConfig:
 
     @classmethod
     def quick(cls) -> "PretrainConfig":
-        return cls(n_captions=60, n_dialogues=120, n_val_captions=10, n_text_dialogues=40, n_val_dialogues=22, batch_size=4, steps=12)
+        return cls(n_captions=60, n_dialogues=120, n_val_captions=10, n_text_dialogues=40, n_val_dialogues=22,
+                   n_reading=40, batch_size=4, steps=12)
 
 
 # --------------------------------------------------------------------------------------------
@@ -128,6 +140,37 @@ def corpus_documents(tokenizer, split: str, n_captions: int, n_dialogues: int, s
     return docs
 
 
+def reading_documents(tokenizer, split: str, n: int, seed: int = 0, max_length: int = 128):
+    """Dialogues whose media slots hold a bag-of-words vector: returns (docs, slots).
+
+    docs[k] is token ids with -1 at each slot; slots[k] is [(position, caption token ids)]. Half
+    are the media tasks of the MosIT dialogues, half stage-1 style "Describe this ..." requests.
+    """
+    from nextgpt_mini.data import mosit
+    from nextgpt_mini.data import toyworld as tw
+    from nextgpt_mini.prompts import MEDIA_PLACEHOLDER
+    from nextgpt_mini.stage1 import INSTRUCTIONS
+
+    media_tasks = tuple(t for t in mosit.TASKS if not t.startswith("T->"))
+    dialogues = mosit.toy_dialogues(n - n // 2, seed=seed + 2000, split=split, tasks=media_tasks)
+    for k, modality in enumerate(("image", "video", "audio") * (n // 6 + 1)):
+        if len(dialogues) >= n:
+            break
+        item = tw.sample_items(modality, 1, seed=seed * 7919 + k, split=split)[0]
+        turns = [{"role": "user", "text": INSTRUCTIONS[modality][k % 3], "media": [{"modality": modality, "item": item}]},
+                 {"role": "assistant", "text": mosit.describe_answer(modality, item.caption)}]
+        dialogues.append({"turns": turns})
+    docs, slots = [], []
+    for d in dialogues:
+        items = [m["item"] for t in d["turns"] for m in t.get("media", [])]
+        ex = tokenize_segments(dialogue_segments(d["turns"], "nextgpt"), tokenizer, max_length - 1, bos=True)
+        docs.append(ex.input_ids + [tokenizer.eos_token_id])
+        bags = [tokenizer(it.caption, add_special_tokens=False)["input_ids"] for it in items]
+        slots.append([(pos, bag) for pos, bag in zip(ex.media_positions, bags)])
+        assert all(docs[-1][pos] == MEDIA_PLACEHOLDER for pos, _ in slots[-1])
+    return docs, slots
+
+
 def corpus_text(split: str = "train", n_captions: int = 3, n_dialogues: int = 11, seed: int = 0) -> list[str]:
     """The corpus as text, for reading in a notebook (media left out, as in training)."""
     from nextgpt_mini.data import mosit
@@ -138,27 +181,33 @@ def corpus_text(split: str = "train", n_captions: int = 3, n_dialogues: int = 11
     return lines
 
 
-def pack(docs: list[list[int]], block_size: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def pack(docs: list[list[int]], block_size: int, pad_id: int, slots: list[list] | None = None):
     """Whole documents packed first-fit, in order, into rows of `block_size`; the rest is padding.
 
-    Returns (input_ids, labels) [rows, block_size]; labels are -100 on padding. Documents are never
-    cut, so every answer is seen whole; short captions fill the gaps that dialogues leave, so rows
-    come out nearly full. Right padding needs no attention mask (causal attention never looks
-    forward); each document starts with `<s>`, which marks where a new one begins.
+    Returns (input_ids, labels) [rows, block_size]; labels are -100 on padding and on soft-token
+    slots. With `slots` (one list of (position, bag) per document) it also returns, per row, the
+    slots moved to their place in the row. Documents are never cut, so every answer is seen whole;
+    short captions fill the gaps that dialogues leave, so rows come out nearly full. Right padding
+    needs no attention mask (causal attention never looks forward); each document starts with
+    `<s>`, which marks where a new one begins.
     """
     rows: list[list[int]] = []
+    row_slots: list[list] = []
     open_rows: list[int] = []  # rows with room for at least a short document
     shortest = min((len(d) for d in docs), default=1)
-    for doc in docs:
+    for k, doc in enumerate(docs):
         doc = doc[:block_size]
-        for k, r in enumerate(open_rows):
+        doc_slots = [(p, b) for p, b in (slots[k] if slots else []) if p < block_size]
+        for j, r in enumerate(open_rows):
             if len(rows[r]) + len(doc) <= block_size:
+                row_slots[r] += [(len(rows[r]) + p, b) for p, b in doc_slots]
                 rows[r] += doc
                 if block_size - len(rows[r]) < shortest:
-                    open_rows.pop(k)
+                    open_rows.pop(j)
                 break
         else:
             rows.append(list(doc))
+            row_slots.append(list(doc_slots))
             if block_size - len(doc) >= shortest:
                 open_rows.append(len(rows) - 1)
     ids = torch.full((len(rows), block_size), pad_id, dtype=torch.long)
@@ -166,7 +215,27 @@ def pack(docs: list[list[int]], block_size: int, pad_id: int) -> tuple[torch.Ten
     for r, row in enumerate(rows):
         ids[r, : len(row)] = torch.tensor(row)
         labels[r, : len(row)] = torch.tensor(row)
-    return ids, labels
+    labels[ids < 0] = IGNORE
+    return (ids, labels, row_slots) if slots is not None else (ids, labels)
+
+
+def embed_rows(model, ids: torch.Tensor, row_slots: list[list] | None, noise: float = 0.0,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """Input embeddings of packed rows, each slot filled with the mean embedding of its bag."""
+    table = model.get_input_embeddings()
+    x = table(ids.clamp(min=0))
+    if not row_slots or not any(row_slots):
+        return x
+    where, vectors = [], []
+    for r, slots in enumerate(row_slots):
+        for pos, bag in slots:
+            v = table.weight[torch.tensor(bag)].mean(0)
+            if noise:
+                v = v + noise * v.detach().norm() / v.numel() ** 0.5 * torch.randn(v.shape, generator=generator)
+            where.append((r, pos))
+            vectors.append(v)
+    index = torch.tensor(where)
+    return x.index_put((index[:, 0], index[:, 1]), torch.stack(vectors))
 
 
 # --------------------------------------------------------------------------------------------
@@ -182,14 +251,15 @@ def _fixed_threads(n: int):
         torch.set_num_threads(old)
 
 
-def lm_loss(model, ids: torch.Tensor, labels: torch.Tensor, batch_size: int = 32) -> float:
+def lm_loss(model, ids: torch.Tensor, labels: torch.Tensor, batch_size: int = 32, row_slots: list | None = None) -> float:
     """Mean next-token NLL (nats per token) over all non-padding targets."""
     total, count = 0.0, 0
     was_training = model.training
     model.eval()
     with torch.no_grad():
         for k in range(0, ids.shape[0], batch_size):
-            logits = model(input_ids=ids[k : k + batch_size]).logits[:, :-1].float()
+            x = embed_rows(model, ids[k : k + batch_size], row_slots[k : k + batch_size] if row_slots else None)
+            logits = model(inputs_embeds=x).logits[:, :-1].float()
             target = labels[k : k + batch_size, 1:]
             nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=IGNORE, reduction="sum")
             total += nll.item()
@@ -221,10 +291,16 @@ def pretrain_tiny_llm(llm_cfg, tokenizer, cfg: PretrainConfig | None = None, pro
         train_docs = corpus_documents(tokenizer, "train", cfg.n_captions, cfg.n_dialogues, cfg.seed, cfg.block_size,
                                       n_text_dialogues=cfg.n_text_dialogues)
         val_docs = corpus_documents(tokenizer, "test", cfg.n_val_captions, cfg.n_val_dialogues, cfg.seed, cfg.block_size)
+        read_docs, read_slots = reading_documents(tokenizer, "train", cfg.n_reading, cfg.seed, cfg.block_size)
+        val_read, val_read_slots = reading_documents(tokenizer, "test", max(cfg.n_reading // 10, 6), cfg.seed, cfg.block_size)
+        train_slots = [[] for _ in train_docs] + read_slots
+        train_docs = train_docs + read_docs
         # shuffled once (seeded) so that captions fill the gaps between dialogues in the rows
         mix = torch.randperm(len(train_docs), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
-        ids, labels = pack([train_docs[k] for k in mix], cfg.block_size, tokenizer.pad_token_id)
-        val_ids, val_labels = pack(val_docs, cfg.block_size, tokenizer.pad_token_id)
+        ids, labels, slots = pack([train_docs[k] for k in mix], cfg.block_size, tokenizer.pad_token_id,
+                                  [train_slots[k] for k in mix])
+        val_ids, val_labels, val_slots = pack(val_docs + val_read, cfg.block_size, tokenizer.pad_token_id,
+                                              [[] for _ in val_docs] + val_read_slots)
         probe = torch.arange(0, ids.shape[0], max(ids.shape[0] // 64, 1))[:64]  # fixed train sample
 
         torch.manual_seed(cfg.seed)
@@ -236,8 +312,9 @@ def pretrain_tiny_llm(llm_cfg, tokenizer, cfg: PretrainConfig | None = None, pro
             "train_rows": ids.shape[0],
             "val_tokens": int((val_labels != IGNORE).sum()),
             "steps": cfg.steps,
-            "train_loss_before": lm_loss(model, ids[probe], labels[probe]),
-            "val_loss_before": lm_loss(model, val_ids, val_labels),
+            "reading_documents": len(read_docs),
+            "train_loss_before": lm_loss(model, ids[probe], labels[probe], row_slots=[slots[i] for i in probe]),
+            "val_loss_before": lm_loss(model, val_ids, val_labels, row_slots=val_slots),
         }
 
         decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
@@ -258,7 +335,8 @@ def pretrain_tiny_llm(llm_cfg, tokenizer, cfg: PretrainConfig | None = None, pro
                 order, cursor = torch.randperm(ids.shape[0], generator=gen), 0
             rows = order[cursor : cursor + cfg.batch_size]
             cursor += cfg.batch_size
-            loss = model(input_ids=ids[rows], labels=labels[rows]).loss
+            x = embed_rows(model, ids[rows], [slots[i] for i in rows.tolist()], cfg.reading_noise, gen)
+            loss = model(inputs_embeds=x, labels=labels[rows]).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
@@ -267,8 +345,9 @@ def pretrain_tiny_llm(llm_cfg, tokenizer, cfg: PretrainConfig | None = None, pro
             if step % 10 == 0 or step == cfg.steps - 1:
                 bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{sched.get_last_lr()[0]:.1e}")
         report["train_seconds"] = time.perf_counter() - start
-        report["train_loss_after"] = lm_loss(model, ids[probe], labels[probe])
-        report["val_loss_after"] = lm_loss(model, val_ids, val_labels)
+        report["train_loss_after"] = lm_loss(model, ids[probe], labels[probe], row_slots=[slots[i] for i in probe])
+        report["val_loss_after"] = lm_loss(model, val_ids, val_labels, row_slots=val_slots)
+        report["reading"] = reading_accuracy(model, tokenizer)
         report["epochs"] = cfg.steps * cfg.batch_size / ids.shape[0]
     model.eval()
     model.requires_grad_(False)
@@ -330,6 +409,33 @@ def answer_accuracy(model, tokenizer, split: str = "test", n: int = 44, seed: in
     return {k: tuple(v) for k, v in sorted(out.items())}
 
 
+@torch.no_grad()
+def reading_accuracy(model, tokenizer, n: int = 30, split: str = "test", seed: int = 3) -> tuple[int, int]:
+    """How often the model, given a bag-of-words slot for a caption, names every attribute."""
+    from nextgpt_mini.data import toyworld as tw
+    from nextgpt_mini.data.mosit import strip_answer
+    from nextgpt_mini.stage1 import INSTRUCTIONS
+
+    right = 0
+    for k in range(n):
+        modality = ("image", "video", "audio")[k % 3]
+        item = tw.sample_items(modality, 1, seed=seed * 101 + k, split=split)[0]
+        turns = [{"role": "user", "text": INSTRUCTIONS[modality][0], "media": [{"modality": modality}]}]
+        ex = tokenize_segments(dialogue_segments(turns, "nextgpt"), tokenizer, 128, bos=True)
+        bag = tokenizer(item.caption, add_special_tokens=False)["input_ids"]
+        new: list[int] = []
+        for _ in range(24):
+            ids = torch.tensor([ex.input_ids + new])
+            x = embed_rows(model, ids, [[(ex.media_positions[0], bag)]])
+            nxt = int(model(inputs_embeds=x).logits[0, -1].argmax())
+            if nxt == tokenizer.eos_token_id or STOP in tokenizer.decode(new):
+                break
+            new.append(nxt)
+        said = strip_answer(tokenizer.decode(new).split(STOP)[0])
+        right += all(tw.attribute_scores(said, item).values())
+    return right, n
+
+
 # --------------------------------------------------------------------------------------------
 # The shipped asset
 # --------------------------------------------------------------------------------------------
@@ -342,15 +448,22 @@ SAMPLE_QUESTIONS = (
 SAMPLE_CAPTIONS = ("a big green", "an orange square moving")
 
 
-def _save_atomically(model, tokenizer_folder: Path, out: Path) -> list[Path]:
+def tiny_llm_tokenizer(tokenizer):
+    """The tiny tokenizer plus the media wrappers `<Img>`, `</Img>` (ids 485, 486)."""
+    from nextgpt_mini.llm import MEDIA_END, MEDIA_START
+
+    tokenizer.add_tokens([MEDIA_START, MEDIA_END], special_tokens=True)
+    return tokenizer
+
+
+def _save_atomically(model, tokenizer, out: Path) -> list[Path]:
     """Write into a temporary sibling folder, then swap it into place: never a half-written folder."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     old = out.parent / f".{out.name}.old-{os.getpid()}"
     try:
         model.save_pretrained(tmp, safe_serialization=True)
-        for name in TOKENIZER_FILES:
-            shutil.copyfile(tokenizer_folder / name, tmp / name)
+        tokenizer.save_pretrained(tmp)
         mask = os.umask(0)
         os.umask(mask)
         os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700 folders; give the usual permissions
@@ -370,17 +483,17 @@ def _save_atomically(model, tokenizer_folder: Path, out: Path) -> list[Path]:
 def build_tiny_llm(out: Path, quick: bool = False, progress: bool = True) -> list[Path]:
     """Pretrain the tiny LLM and save it (model + tokenizer files) to `out`; returns the files."""
     from nextgpt_mini.config import load_profile
-    from nextgpt_mini.tokenizer import TINY_TOKENIZER, load_tiny_tokenizer
-    from nextgpt_mini.utils import ASSETS, asset_path
+    from nextgpt_mini.tokenizer import load_tiny_tokenizer
+    from nextgpt_mini.utils import ASSETS
 
     out = Path(out)
     if quick and out.resolve() == (ASSETS / TINY_LLM_FOLDER).resolve():
         raise ValueError("a --quick build would replace the shipped tiny LLM; give it --out DIR")
     llm_cfg = load_profile("tiny").llm
-    tokenizer = load_tiny_tokenizer()
+    tokenizer = tiny_llm_tokenizer(load_tiny_tokenizer())
     cfg = PretrainConfig.quick() if quick else PretrainConfig(block_size=llm_cfg.max_length)
     model, rep = pretrain_tiny_llm(llm_cfg, tokenizer, cfg, progress=progress)
-    files = _save_atomically(model, asset_path(TINY_TOKENIZER), out)
+    files = _save_atomically(model, tokenizer, out)
 
     print(
         f"tiny LLM: {rep['params'] / 1e6:.2f} M parameters, {rep['steps']} steps x {cfg.batch_size} rows of "
@@ -390,6 +503,7 @@ def build_tiny_llm(out: Path, quick: bool = False, progress: bool = True) -> lis
         b, a = rep[f"{part}_loss_before"], rep[f"{part}_loss_after"]
         print(f"  {part} loss {b:.3f} -> {a:.3f} (perplexity {math.exp(b):.1f} -> {math.exp(a):.2f})")
     print(f"  (uniform guess over {len(tokenizer)} tokens: {math.log(len(tokenizer)):.3f})")
+    print(f"  reads a bag-of-words soft token: {rep['reading'][0]}/{rep['reading'][1]} held-out captions with every attribute right")
     with _fixed_threads(cfg.threads):
         for q in SAMPLE_QUESTIONS:
             print(f"  ### Human: {q}\n  ### Assistant: {answer(model, tokenizer, q)}")

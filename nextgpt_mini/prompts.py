@@ -73,9 +73,13 @@ def _nextgpt_segments(turns, signal_tokens) -> list[Segment]:
     counter = [0]
     for turn in turns:
         if turn["role"] == "user":
-            segs.append(Segment("### Human: "))
-            segs += _media_segments(turn, counter)
-            segs.append(Segment(f"{' ' if turn.get('media') else ''}{turn['text']}\n### Assistant:"))
+            if turn.get("media"):
+                segs.append(Segment("### Human: "))
+                segs += _media_segments(turn, counter)
+                segs.append(Segment(f" {turn['text']}\n### Assistant:"))
+            else:
+                # one segment, so a text-only prompt tokenizes exactly as the same text typed by hand
+                segs.append(Segment(f"### Human: {turn['text']}\n### Assistant:"))
         else:
             segs.append(Segment(f" {answer_text(turn, signal_tokens)}\n{STOP}", train=True))
             segs.append(Segment("\n"))

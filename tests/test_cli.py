@@ -29,6 +29,7 @@ def test_console_script_entry_point_runs_in_a_fresh_process(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "not yet built" in out.stdout  # the demo says what it did not do
+    assert out.stdout.count("(right: True)") == 3  # the shipped encoder matches caption, caption and sound
     assert (tmp_path / "demo" / "image.png").is_file() and (tmp_path / "demo" / "audio.wav").is_file()
 
 

@@ -42,9 +42,9 @@ def test_dialogues_render_as_training_renders_them_without_media(tok):
     line = "".join(s.text for s in lp.lm_segments(with_media["turns"]))
     assert line.startswith("### Human:  ") and "<Img>" not in line and line.endswith("\n###\n")
     assert "\n### Assistant: It shows " in line
-    # joined: the same text as one string, the way a typed prompt tokenizes
+    # joined: the same text as one string, the way a typed prompt tokenizes: the same ids
     joined = lp.dialogue_ids(text_only["turns"], tok, 128, joined=True)
-    assert tok.decode(joined[1:-1]) == tok.decode(expected[1:]) and joined != expected + [tok.eos_token_id]
+    assert joined == expected + [tok.eos_token_id]
 
 
 def test_pack_keeps_documents_whole_and_masks_padding():
@@ -53,6 +53,32 @@ def test_pack_keeps_documents_whole_and_masks_padding():
     rows = [[t for t in row.tolist() if t != 0] for row in ids]
     assert rows == [[1, 5, 6, 2, 1, 7, 2], [1, 8, 9, 9, 9, 2], [1, 3, 2]]  # first fit, never cut
     assert ((ids == 0) == (labels == IGNORE)).all()
+
+
+def test_pack_moves_soft_token_slots_with_their_documents():
+    docs = [[1, 5, -1, 6, 2], [1, 7, 2], [1, -1, 2]]
+    slots = [[(2, [40, 41])], [], [(1, [42])]]
+    ids, labels, row_slots = lp.pack(docs, block_size=8, pad_id=0, slots=slots)
+    assert ids[0].tolist()[:8] == [1, 5, -1, 6, 2, 1, 7, 2] and ids[1].tolist()[:3] == [1, -1, 2]
+    assert row_slots == [[(2, [40, 41])], [(1, [42])]]
+    assert (labels[ids < 0] == IGNORE).all()
+
+
+def test_slot_vectors_are_the_mean_embedding_of_their_bag(shipped):
+    model, _ = shipped
+    ids = torch.tensor([[1, -1, 5]])
+    x = lp.embed_rows(model, ids, [[(1, [40, 41, 42])]])
+    table = model.get_input_embeddings().weight
+    torch.testing.assert_close(x[0, 1], table[[40, 41, 42]].mean(0))
+    torch.testing.assert_close(x[0, 2], table[5])
+
+
+def test_reading_documents_hold_one_slot_per_media_item(tok):
+    docs, slots = lp.reading_documents(lp.tiny_llm_tokenizer(load_tiny_tokenizer()), "train", 12)
+    assert len(docs) == len(slots) == 12
+    assert all(len(s) >= 1 for s in slots)
+    for d, s in zip(docs, slots):
+        assert [d[p] for p, _ in s] == [-1] * len(s)
 
 
 def test_corpus_uses_only_training_pairs(tok):
@@ -91,7 +117,7 @@ def test_shipped_llm_loads_offline_frozen_and_knows_the_world(shipped, tok):
     cfg = load_profile("tiny").llm
     assert not any(p.requires_grad for p in model.parameters()) and not model.training
     assert model.config.hidden_size == cfg.hidden_size and model.config.num_hidden_layers == cfg.num_layers
-    assert len(tokenizer) == model.config.vocab_size == len(tok)
+    assert len(tokenizer) == model.config.vocab_size == len(tok) + 2  # + <Img>, </Img>
     # held-out toy text (half of it about colour+shape pairs the model never read)
     ids, labels = lp.pack(lp.corpus_documents(tokenizer, "test", 6, 11), 128, tokenizer.pad_token_id)
     loss = lp.lm_loss(model, ids, labels)
@@ -101,9 +127,16 @@ def test_shipped_llm_loads_offline_frozen_and_knows_the_world(shipped, tok):
     assert loss < 0.5 * math.log(len(tokenizer)) and loss < 0.2 * untrained
 
 
+def test_shipped_llm_reads_a_bag_of_words_soft_token(shipped):
+    model, tokenizer = shipped
+    right, asked = lp.reading_accuracy(model, tokenizer, n=12)
+    # every attribute right by guessing: about 1 in 120 per item; the shipped model: 9/30 at build
+    assert right >= 3, f"{right}/{asked}"
+
+
 def test_shipped_llm_answers_a_training_pair_in_the_template(shipped):
     model, tokenizer = shipped
     assert lp.answer(model, tokenizer, "What sound does a red circle make?") == "A red circle makes a low steady tone."
-    # typed as one string, the prompt tokenizes differently; the model understands that form too
+    # typed as one string, the prompt tokenizes the same way
     raw = [tokenizer.bos_token_id] + tokenizer("### Human: What sound does a red circle make?\n### Assistant:")["input_ids"]
     assert lp.greedy_continue(model, tokenizer, raw).strip() == "A red circle makes a low steady tone."
