@@ -18,6 +18,7 @@ matrices, 2 x 131 M parameters in the paper profile).
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -264,7 +265,10 @@ def apply_lora(model, cfg: LoRAConfig):
         r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=list(cfg.target_modules),
         bias="none", task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():
+        # peft 0.21 calls a transformers method that transformers 5 deprecates; nothing to act on
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, config)
 
 
 def lora_parameter_count(llm_cfg_or_model, lora: LoRAConfig) -> int:
