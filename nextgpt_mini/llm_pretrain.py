@@ -268,13 +268,6 @@ def lm_loss(model, ids: torch.Tensor, labels: torch.Tensor, batch_size: int = 32
     return total / max(count, 1)
 
 
-def _schedule(step: int, total: int, warmup: int, min_ratio: float) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(total - warmup, 1)
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
 def pretrain_tiny_llm(llm_cfg, tokenizer, cfg: PretrainConfig | None = None, progress: bool = True):
     """Train a fresh tiny LLaMA on the toy world's text. Returns (model, report).
 
@@ -285,6 +278,7 @@ def pretrain_tiny_llm(llm_cfg, tokenizer, cfg: PretrainConfig | None = None, pro
     from transformers import LlamaForCausalLM
 
     from nextgpt_mini.llm import tiny_llama_config
+    from nextgpt_mini.training import warmup_cosine
 
     cfg = cfg or PretrainConfig()
     with _fixed_threads(cfg.threads):
@@ -324,7 +318,7 @@ def pretrain_tiny_llm(llm_cfg, tokenizer, cfg: PretrainConfig | None = None, pro
             lr=cfg.lr, betas=cfg.betas,
         )
         warmup = max(int(cfg.warmup_ratio * cfg.steps), 1)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _schedule(s, cfg.steps, warmup, cfg.min_lr_ratio))
+        sched = warmup_cosine(opt, warmup, cfg.steps, floor=cfg.min_lr_ratio)
         gen = torch.Generator().manual_seed(cfg.seed)
         order = torch.randperm(ids.shape[0], generator=gen)
         cursor = 0

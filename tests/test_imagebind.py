@@ -36,8 +36,9 @@ TOL = 1e-5
 def _meta_module():
     try:
         return load_meta_imagebind()
-    except ImportError as err:
-        pytest.skip(f"Meta's ImageBind code unavailable: {err}")
+    except ImportError as err:  # a broken dev install must fail, not pass quietly
+        pytest.fail(f"Meta's ImageBind code unavailable ({err}); `make test` installs it: "
+                    "pip install einops && pip install --no-deps imagebind-unofficial==0.1.1")
 
 
 def _tiny_parity_config() -> EncoderConfig:

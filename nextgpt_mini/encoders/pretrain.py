@@ -354,18 +354,6 @@ def _param_groups(params: list[tuple[str, torch.nn.Parameter]], weight_decay: fl
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _cosine_with_warmup(steps: int, warmup_ratio: float) -> Callable[[int], float]:
-    warmup = int(round(steps * warmup_ratio))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(steps - warmup, 1)
-        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-
-    return factor
-
-
 class _Batches:
     """Batches of indices into range(n): a fresh seeded permutation every epoch."""
 
@@ -388,7 +376,9 @@ def _run_stage(name: str, params: list[tuple[str, torch.nn.Parameter]], loss_fn:
     if steps <= 0:
         return []
     opt = torch.optim.AdamW(_param_groups(params, settings.weight_decay), lr=lr, betas=settings.betas)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _cosine_with_warmup(steps, settings.warmup_ratio))
+    from nextgpt_mini.training import warmup_cosine
+
+    sched = warmup_cosine(opt, warmup=int(round(steps * settings.warmup_ratio)), total=steps)
     history = []
     bar = tqdm(range(steps), desc=f"pretrain {name}", disable=not settings.progress)
     for step in bar:
