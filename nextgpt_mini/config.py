@@ -328,7 +328,7 @@ def _tiny() -> ProfileConfig:
             name_or_path="tiny", steps=2, guidance_scale=2.0, height=0, width=0, audio_seconds=1.0
         ),
         train=TrainConfig(
-            lr=3e-3, batch_size=16, steps={"1": 300, "2": 300, "3": 400}, mixed_precision="no", eval_every=50
+            lr=1e-2, batch_size=16, steps={"1": 300, "2": 300, "3": 400}, mixed_precision="no", eval_every=50
         ),
     )
 

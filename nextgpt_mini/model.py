@@ -97,7 +97,8 @@ class NextGPT(nn.Module):
 
     def soft_tokens(self, media: list[torch.Tensor | None]) -> list[torch.Tensor | None]:
         """Project each example's media embeddings [n_i, D] to soft tokens [n_i, hidden]."""
-        return [None if m is None or len(m) == 0 else self.input_projector(m.to(self.input_projector.proj.weight)) for m in media]
+        like = next(self.input_projector.parameters())  # dtype and device of whatever the projector holds
+        return [None if m is None or len(m) == 0 else self.input_projector(m.to(like)) for m in media]
 
     def llm_forward(self, batch: dict[str, Any], **kwargs):
         embeds = embed_with_media(self.llm.get_input_embeddings(), batch["input_ids"], self.soft_tokens(batch.get("media") or [None] * len(batch["input_ids"])))
