@@ -4,7 +4,7 @@ import torch
 
 from nextgpt_mini import load_profile
 from nextgpt_mini.model import NextGPT
-from nextgpt_mini.stage1 import CaptionBatches, MODALITIES, make_eval_fn, toy_pairs
+from nextgpt_mini.stage1 import MODALITIES, CaptionBatches, make_eval_fn, toy_pairs
 from nextgpt_mini.training import Trainer
 
 
