@@ -92,14 +92,6 @@ def select_trainable(system: nn.Module, stage: str) -> dict[str, nn.Parameter]:
     return named
 
 
-def check_only_declared_train(system: nn.Module, stage: str) -> None:
-    """Raise if a parameter outside the stage's declared groups requires a gradient."""
-    declared = {id(p) for g in STAGE_TRAINS[stage] for p in system.trainable_groups().get(g, [])}
-    stray = [n for n, p in system.named_parameters() if p.requires_grad and id(p) not in declared]
-    if stray:
-        raise RuntimeError(f"stage {stage} would train undeclared parameters: {stray[:5]}")
-
-
 class Trainer:
     """Train one stage of a system. `eval_fn(system) -> dict` runs on held-out data."""
 

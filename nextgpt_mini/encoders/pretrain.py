@@ -149,11 +149,6 @@ class PretrainSettings:
 # ============================================================================================
 # Inputs exactly as the file loaders make them
 # ============================================================================================
-def _uniform_temporal_subsample(n: int, num_samples: int) -> list[int]:
-    """pytorchvideo's UniformTemporalSubsample: linspace(0, n-1, k).clamp.long()."""
-    return torch.clamp(torch.linspace(0, n - 1, num_samples), 0, n - 1).long().tolist()
-
-
 def video_frames_to_tensor(frames: np.ndarray | Tensor, fps: float, cfg: EncoderConfig) -> Tensor:
     """Decoded frames uint8 [T, H, W, 3] at `fps` -> float32 [video_clips * spatial_crops, 3,
     video_frames, S, S]: what `preprocess.load_video` computes once it has decoded a file.
@@ -179,7 +174,7 @@ def video_frames_to_tensor(frames: np.ndarray | Tensor, fps: float, cfg: Encoder
         first = math.ceil(fps * start)
         last = min(math.ceil(fps * end), num_frames)
         indices = list(range(first, last))
-        picks = [indices[k] for k in _uniform_temporal_subsample(len(indices), cfg.video_frames)]
+        picks = [indices[k] for k in pp._uniform_temporal_subsample(len(indices), cfg.video_frames)]
         x = torch.from_numpy(np.stack([frames[i] for i in picks])).to(torch.float32).permute(3, 0, 1, 2)
         x = x / 255.0
         x = pp.short_side_scale(x, size)
