@@ -31,7 +31,6 @@ validation set is `split="test"` text (half of it about the held-out pairs).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import shutil
@@ -44,6 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from nextgpt_mini.prompts import IGNORE, STOP, dialogue_segments, tokenize_segments
+from nextgpt_mini.utils import torch_threads
 
 TINY_LLM_FOLDER = "tiny_llm"
 
@@ -241,16 +241,6 @@ def embed_rows(model, ids: torch.Tensor, row_slots: list[list] | None, noise: fl
 # --------------------------------------------------------------------------------------------
 # Training
 # --------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _fixed_threads(n: int):
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def lm_loss(model, ids: torch.Tensor, labels: torch.Tensor, batch_size: int = 32, row_slots: list | None = None) -> float:
     """Mean next-token NLL (nats per token) over all non-padding targets."""
     total, count = 0.0, 0
@@ -281,7 +271,7 @@ def pretrain_tiny_llm(llm_cfg, tokenizer, cfg: PretrainConfig | None = None, pro
     from nextgpt_mini.training import warmup_cosine
 
     cfg = cfg or PretrainConfig()
-    with _fixed_threads(cfg.threads):
+    with torch_threads(cfg.threads):
         train_docs = corpus_documents(tokenizer, "train", cfg.n_captions, cfg.n_dialogues, cfg.seed, cfg.block_size,
                                       n_text_dialogues=cfg.n_text_dialogues)
         val_docs = corpus_documents(tokenizer, "test", cfg.n_val_captions, cfg.n_val_dialogues, cfg.seed, cfg.block_size)
@@ -498,7 +488,7 @@ def build_tiny_llm(out: Path, quick: bool = False, progress: bool = True) -> lis
         print(f"  {part} loss {b:.3f} -> {a:.3f} (perplexity {math.exp(b):.1f} -> {math.exp(a):.2f})")
     print(f"  (uniform guess over {len(tokenizer)} tokens: {math.log(len(tokenizer)):.3f})")
     print(f"  reads a bag-of-words soft token: {rep['reading'][0]}/{rep['reading'][1]} held-out captions with every attribute right")
-    with _fixed_threads(cfg.threads):
+    with torch_threads(cfg.threads):
         for q in SAMPLE_QUESTIONS:
             print(f"  ### Human: {q}\n  ### Assistant: {answer(model, tokenizer, q)}")
         for c in SAMPLE_CAPTIONS:

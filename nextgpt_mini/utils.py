@@ -44,6 +44,22 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """torch.set_num_threads(n) inside the block (None: unchanged); the old setting comes back.
+
+    Tiny models are hundreds of small tensor ops: on a busy 2-core machine two intra-op threads
+    made them 5-10x slower than one (measured), so builds and tests of the tiny profile use one.
+    """
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def asset_path(ref: str) -> Path:
     """Resolve "package:<name>" to a file or folder shipped inside the package."""
     if not ref.startswith("package:"):

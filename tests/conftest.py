@@ -15,3 +15,12 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models on one torch thread (see `nextgpt_mini.utils.torch_threads`), restored after."""
+    from nextgpt_mini.utils import torch_threads
+
+    with torch_threads(1):
+        yield

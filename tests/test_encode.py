@@ -23,14 +23,7 @@ MP4 = SAMPLES / "videos/video_00.mp4"
 RANDOM = ["--set", "encoder.weights=null", "--no-progress"]  # the CLI with seeded random weights
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # The tiny model is far too small for intra-op threads: on a busy machine they only spin
-    # (one forward pass took 0.4 s with 2 threads under load, 8 ms with 1).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

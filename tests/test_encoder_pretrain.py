@@ -26,14 +26,7 @@ def tiny():
     return load_profile("tiny").encoder
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These models are tiny: on a shared 2-core CI machine two threads make each step 10-20x
-    slower (measured), not faster. One thread, restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------------------------

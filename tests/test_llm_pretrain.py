@@ -12,14 +12,7 @@ from nextgpt_mini.llm import load_llm, tiny_llama_config
 from nextgpt_mini.prompts import IGNORE, dialogue_segments, tokenize_segments
 from nextgpt_mini.tokenizer import load_tiny_tokenizer
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # tiny matrices: one thread is as fast, and on a busy 2-core machine two threads are ~10x slower
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

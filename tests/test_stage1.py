@@ -6,12 +6,11 @@ from nextgpt_mini import load_profile
 from nextgpt_mini.model import NextGPT
 from nextgpt_mini.stage1 import MODALITIES, CaptionBatches, make_eval_fn, toy_pairs
 from nextgpt_mini.training import Trainer
+from nextgpt_mini.utils import torch_threads
 
 
 def test_stage_1_lowers_heldout_loss_and_names_attributes_above_chance(tmp_path):
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         profile = load_profile("tiny", {"train.eval_every": 1000})
         model = NextGPT.from_profile(profile)
         cfg = profile.encoder
@@ -20,8 +19,6 @@ def test_stage_1_lowers_heldout_loss_and_names_attributes_above_chance(tmp_path)
         source = CaptionBatches(train, model.tokenizer, model.signal, profile.llm.template, 16, profile.llm.max_length)
         result = Trainer(model, "1", source, profile.train, out_dir=tmp_path, steps=300, eval_fn=make_eval_fn(test),
                          progress=False).train()
-    finally:
-        torch.set_num_threads(old)
     first, last = result.first_eval, result.last_eval
     assert last["heldout_loss"] < 0.75 * first["heldout_loss"], (first["heldout_loss"], last["heldout_loss"])
     assert last["attr_acc"] > 1.2 * last["attr_chance"], (last["attr_acc"], last["attr_chance"])

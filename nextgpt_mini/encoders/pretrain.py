@@ -89,6 +89,7 @@ from nextgpt_mini.config import EncoderConfig
 from nextgpt_mini.data import toyworld as tw
 from nextgpt_mini.encoders import preprocess as pp
 from nextgpt_mini.encoders.imagebind import AUDIO_LOGIT_SCALE, MAX_LOGIT_SCALE, ImageBindEncoder, build_encoder
+from nextgpt_mini.utils import torch_threads
 
 __all__ = [
     "WEIGHTS_FILE",
@@ -199,22 +200,10 @@ def audio_tensor(item: tw.ToyItem, seconds: float, cfg: EncoderConfig) -> Tensor
     return pp.audio_to_tensor(torch.from_numpy(tw.render_audio(item, seconds, sr)), sr, cfg)
 
 
-@contextlib.contextmanager
-def _threads(n: int | None) -> Iterator[None]:
-    """torch.set_num_threads(n) inside the block (None: unchanged); the old setting comes back after."""
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _single_thread():
     """Per-item preprocessing is hundreds of tiny tensor ops: on a busy 2-core machine two threads
     make them 10x slower, not faster (measured); one thread gives the same numbers."""
-    return _threads(1)
+    return torch_threads(1)
 
 
 @contextlib.contextmanager
@@ -408,7 +397,7 @@ def pretrain_encoder(cfg: EncoderConfig, settings: PretrainSettings | None = Non
 
     settings = settings or PretrainSettings()
     data = data if data is not None else render_toy_set(cfg, settings)
-    with _deterministic(), _threads(settings.threads):
+    with _deterministic(), torch_threads(settings.threads):
         seed_everything(settings.seed)
         gen = torch.Generator().manual_seed(settings.seed)
         model = build_encoder(cfg)
