@@ -69,15 +69,23 @@ def cmd_encode(args) -> int:
 
 
 def cmd_train(args) -> int:
-    """Train one stage; print the steps, held-out loss at start and end, and accuracy vs chance."""
+    """Train one stage; print the steps and the held-out numbers at start and end."""
     from nextgpt_mini.model import NextGPT
+
+    if args.stage == "3":
+        raise ValueError("stage 3 is not implemented yet (chapter 06 adds MosIT instruction tuning)")
+    args.out = args.out or f"outputs/stage{args.stage}"
+    model = NextGPT.from_profile(_profile(args))
+    if args.init:
+        model.load_trained(args.init)
+    if args.stage == "1":
+        return _train_stage1(model, args)
+    return _train_stage2(model, args)
+
+
+def _train_stage1(model, args) -> int:
     from nextgpt_mini.stage1 import run_stage1
 
-    if args.stage != "1":
-        raise ValueError(f"stage {args.stage} is not implemented yet (chapters 04 and 06 add stages 2 and 3)")
-    args.out = args.out or f"outputs/stage{args.stage}"
-    profile = _profile(args)
-    model = NextGPT.from_profile(profile)
     result = run_stage1(model, out_dir=args.out, steps=args.steps, data_dir=args.data, resume=args.resume,
                         cache_dir=args.cache_dir, progress=not args.no_progress)
     first, last = result.first_eval, result.last_eval
@@ -86,6 +94,21 @@ def cmd_train(args) -> int:
     if "attr_acc" in last:
         print(f"held-out attributes named right: {first.get('attr_acc', float('nan')):.1%} -> {last['attr_acc']:.1%} "
               f"(chance {last['attr_chance']:.1%}); whole caption right: {last['exact_acc']:.1%} (chance {last['exact_chance']:.2%})")
+    return 0
+
+
+def _train_stage2(model, args) -> int:
+    from nextgpt_mini.stage2 import run_stage2
+
+    result = run_stage2(model, out_dir=args.out, steps=args.steps, data_dir=args.data, resume=args.resume,
+                        cache_dir=args.cache_dir, progress=not args.no_progress)
+    first, last = result.first_eval, result.last_eval
+    print(f"stage 2: {result.steps} steps in {result.seconds:.1f} s; checkpoint in {args.out}/checkpoint")
+    print(f"held-out alignment distance ({model.profile.train.distance}): {first.get('distance', float('nan')):.3f} -> "
+          f"{last['distance']:.3f} ({1 - last['distance'] / first['distance']:.0%} lower)")
+    print(f"held-out captions whose projection is nearest their own target: {last['retrieval']:.1%} "
+          f"(chance {last['retrieval_chance']:.1%}); per modality: "
+          + ", ".join(f"{m} {last[f'{m}_retrieval']:.0%}" for m in ("image", "video", "audio") if f"{m}_retrieval" in last))
     return 0
 
 
@@ -143,14 +166,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_encode)
 
-    p = sub.add_parser("train", help="train a stage (1: encoding-side alignment)")
+    p = sub.add_parser("train", help="train a stage (1: encoding-side alignment, 2: decoding-side alignment)")
     p.add_argument("--stage", required=True, choices=["1", "2", "3"])
     _add_profile_args(p)
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the profile's)")
     p.add_argument("--data", default=None, help="folder of NExT-GPT pair files (default: the toy world)")
     p.add_argument("--out", default=None, help="checkpoint, metrics.jsonl, loss.png (default: outputs/stage<N>)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    p.add_argument("--cache-dir", default=".cache/embeddings", help="encoder embedding cache")
+    p.add_argument("--init", default=None, help="start from the weights of an earlier stage's checkpoint folder")
+    p.add_argument("--cache-dir", default=".cache/embeddings", help="embedding cache (encoder; decoder targets)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)
 

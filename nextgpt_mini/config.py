@@ -149,6 +149,17 @@ class TrainConfig:
     distance: str = "l2"  # per-token L2 (the original), "mse" or "cosine"
     eval_every: int = 200
     seed: int = 42
+    # per-stage values of the fields above, e.g. {"2": {"lr": 3e-3, "batch_size": 8}}
+    stage_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def for_stage(self, stage: str) -> "TrainConfig":
+        """This config with the stage's overrides applied (the trainer and data use this)."""
+        changes = dict(self.stage_overrides.get(str(stage), {}))
+        fields = {f.name for f in dataclasses.fields(self)} - {"stage_overrides"}
+        unknown = sorted(k for k in changes if k not in fields)
+        if unknown:
+            raise ValueError(f"train.stage_overrides[{stage!r}]: unknown or nested field(s) {unknown}")
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass
@@ -328,7 +339,10 @@ def _tiny() -> ProfileConfig:
             name_or_path="tiny", steps=2, guidance_scale=2.0, height=0, width=0, audio_seconds=1.0
         ),
         train=TrainConfig(
-            lr=1e-2, batch_size=16, steps={"1": 300, "2": 300, "3": 400}, mixed_precision="no", eval_every=50
+            lr=1e-2, batch_size=16, steps={"1": 300, "2": 500, "3": 400}, mixed_precision="no", eval_every=50,
+            # the output projectors are transformers: a gentler rate, and more (smaller) steps in the
+            # same minute than the one-layer input projector needs
+            stage_overrides={"2": {"lr": 3e-3, "batch_size": 8, "eval_every": 100}},
         ),
     )
 

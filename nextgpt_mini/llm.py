@@ -17,6 +17,7 @@ matrices, 2 x 131 M parameters in the paper profile).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -73,6 +74,22 @@ def resolve_llm_path(ref: str) -> str:
     return str(asset_path(ref)) if ref.startswith("package:") else ref
 
 
+@contextlib.contextmanager
+def _quiet_loading(quiet: bool):
+    """No "Loading weights" bar for the shipped tiny LLM: it loads in milliseconds, and the bar's
+    timings would differ in every notebook run. Full-size loads keep it."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    if quiet:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if quiet and was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def load_llm(cfg: LLMConfig, dtype: torch.dtype | None = None, device: str | torch.device | None = None):
     """Load (model, tokenizer) for a profile: a hub id, a local folder, or a shipped package folder.
 
@@ -90,7 +107,8 @@ def load_llm(cfg: LLMConfig, dtype: torch.dtype | None = None, device: str | tor
         kwargs.update(_quantization_kwargs(cfg.load_in_bits))
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = LlamaForCausalLM.from_pretrained(path, **kwargs)
+        with _quiet_loading(cfg.name_or_path.startswith("package:")):
+            model = LlamaForCausalLM.from_pretrained(path, **kwargs)
     except OSError as e:
         raise FileNotFoundError(_missing_weights_message(cfg.name_or_path, e)) from None
     if tokenizer.pad_token is None:

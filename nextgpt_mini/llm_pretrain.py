@@ -440,6 +440,16 @@ def tiny_llm_tokenizer(tokenizer):
     return tokenizer
 
 
+def _drop_loading_flags(path: Path) -> None:
+    """transformers records how the tokenizer was loaded (`local_files_only` follows HF_HUB_OFFLINE):
+    not part of the tokenizer, and it would make the shipped bytes depend on the environment."""
+    import json
+
+    config = json.loads(path.read_text())
+    config.pop("local_files_only", None)
+    path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+
+
 def _save_atomically(model, tokenizer, out: Path) -> list[Path]:
     """Write into a temporary sibling folder, then swap it into place: never a half-written folder."""
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -448,6 +458,7 @@ def _save_atomically(model, tokenizer, out: Path) -> list[Path]:
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        _drop_loading_flags(tmp / "tokenizer_config.json")
         mask = os.umask(0)
         os.umask(mask)
         os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700 folders; give the usual permissions

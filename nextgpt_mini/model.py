@@ -1,11 +1,13 @@
 """`NextGPT`: one object holding the trained bridges and the frozen models they connect.
 
-So far (chapters 01-03): the encoder, the input projector and the LLM with signal tokens, and the
-stage-1 loss. The output projectors, decoders and generation are added by chapters 04-07.
+Chapters 01-03: the encoder, the input projector and the LLM with signal tokens, and the stage-1
+loss. Chapter 04: the output projectors and the alignment loss of stages 2 and 3 (the decoders
+themselves live in `decoders.py`: they are frozen and never part of this module's state).
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
 import torch
@@ -13,8 +15,10 @@ from torch import nn
 
 from nextgpt_mini.config import ProfileConfig, load_profile
 from nextgpt_mini.llm import SignalTokens, add_signal_tokens, load_llm, new_row_parameters
-from nextgpt_mini.projectors import InputProjector
+from nextgpt_mini.projectors import InputProjector, OutputProjector
 from nextgpt_mini.prompts import embed_with_media
+
+MODALITIES = ("image", "video", "audio")
 
 
 class NextGPT(nn.Module):
@@ -25,6 +29,9 @@ class NextGPT(nn.Module):
         self.tokenizer = tokenizer
         self.signal = signal
         self.input_projector = InputProjector(profile.encoder.out_embed_dim, profile.llm.hidden_size)
+        self.output_projectors = nn.ModuleDict({
+            m: OutputProjector(profile.llm.hidden_size, getattr(profile, f"{m}_projector")) for m in MODALITIES
+        })
         # The encoder is frozen and only ever used under no_grad; keeping it outside the module
         # tree keeps it out of state dicts, optimizers and DDP.
         self._encoder = encoder
@@ -73,6 +80,8 @@ class NextGPT(nn.Module):
             weights = load_file(path)
         except (SafetensorError, OSError) as e:
             raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
+        if any("lora_" in name for name in weights):
+            self.enable_lora()  # a stage-3 checkpoint: the adapters must exist to receive it
         own = dict(self.named_parameters())
         for name, tensor in weights.items():
             if name not in own:
@@ -84,11 +93,25 @@ class NextGPT(nn.Module):
                 own[name].copy_(tensor)
         return sorted(weights)
 
+    def enable_lora(self) -> bool:
+        """Wrap the LLM with the profile's LoRA adapters (peft), once; True if it did so now.
+
+        Stages 1 and 2 run without them; stage 3 switches them on (the adapters start as a no-op:
+        peft initialises B = 0, so the LLM's outputs are unchanged until they train).
+        """
+        if any("lora_" in n for n, _ in self.llm.named_parameters()):
+            return False
+        from nextgpt_mini.llm import apply_lora
+
+        self.llm = apply_lora(self.llm, self.profile.lora)
+        return True
+
     # ---------------------------------------------------------------- training interface
     def trainable_groups(self) -> dict[str, list[nn.Parameter]]:
         groups = {
             "input_projector": list(self.input_projector.parameters()),
             "signal_rows": new_row_parameters(self.llm),
+            "output_projectors": list(self.output_projectors.parameters()),
         }
         lora = [p for n, p in self.llm.named_parameters() if "lora_" in n]
         if lora:
@@ -100,19 +123,78 @@ class NextGPT(nn.Module):
         like = next(self.input_projector.parameters())  # dtype and device of whatever the projector holds
         return [None if m is None or len(m) == 0 else self.input_projector(m.to(like)) for m in media]
 
-    def llm_forward(self, batch: dict[str, Any], **kwargs):
-        embeds = embed_with_media(self.llm.get_input_embeddings(), batch["input_ids"], self.soft_tokens(batch.get("media") or [None] * len(batch["input_ids"])))
+    @property
+    def device(self) -> torch.device:
+        return next(self.input_projector.parameters()).device  # whatever module the projector holds
+
+    def _on_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+    def embed(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Input embeddings of a batch: token embeddings with soft tokens in the media slots."""
+        media = batch.get("media") or [None] * len(batch["input_ids"])
+        return embed_with_media(self.llm.get_input_embeddings(), batch["input_ids"].to(self.device), self.soft_tokens(media))
+
+    def llm_forward(self, batch: dict[str, Any], embeds: torch.Tensor | None = None, **kwargs):
+        batch = self._on_device(batch)
+        embeds = self.embed(batch) if embeds is None else embeds
         return self.llm(inputs_embeds=embeds, attention_mask=batch["attention_mask"], **kwargs)
 
+    def project_signals(self, hidden: torch.Tensor, embeds: torch.Tensor, spans: list[list[tuple[str, int, int]]]):
+        """Run each modality's output projector on the states at its signal-token spans.
+
+        hidden, embeds: [B, T, H] (last-layer hidden states; input embeddings). spans[b]: the
+        (modality, start, end) runs of example b. Returns {modality: (conditioning [K, ...],
+        [(b, k), ...])}, k indexing spans[b]. Runs cut short (truncation) are skipped.
+        """
+        rows = defaultdict(list)
+        for b, example_spans in enumerate(spans):
+            for k, (m, start, end) in enumerate(example_spans):
+                if end - start == len(self.signal.ids[m]):
+                    rows[m].append((b, k, start, end))
+        out = {}
+        for m, found in rows.items():
+            h = torch.stack([hidden[b, s:e] for b, _, s, e in found])
+            x = torch.stack([embeds[b, s:e] for b, _, s, e in found])
+            out[m] = (self.output_projectors[m](h, x), [(b, k) for b, k, _, _ in found])
+        return out
+
+    def alignment(self, projected, targets: list[list[torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Distance between projected conditioning and each span's decoder target, per modality."""
+        from nextgpt_mini.decoders import distance
+
+        out = {}
+        for m, (pred, index) in projected.items():
+            target = torch.stack([targets[b][k] for b, k in index]).to(pred.device, pred.dtype)
+            out[m] = distance(pred, target, self.profile.train.distance).mean()
+        return out
+
     def stage_loss(self, batch: dict[str, Any], stage: str) -> dict[str, torch.Tensor]:
-        """Stage 1: next-token NLL of the answer (caption) given the soft token."""
-        if stage != "1":
-            raise NotImplementedError(f"stage {stage} arrives with chapters 04 (stage 2) and 06 (stage 3)")
-        out = self.llm_forward(batch, labels=batch["labels"])
-        return {"loss": out.loss, "nll": out.loss.detach()}
+        """NLL of the answer; in stages 2 and 3 plus the weighted alignment distance at signal spans.
+
+        Stage 1: captioning from soft tokens. Stage 2: "<caption> [IMG0]..[IMG3]" answers, the
+        signal states projected towards the decoder's text-encoder output for the caption.
+        Stage 3: dialogues, both at once.
+        """
+        if stage not in ("1", "2", "3"):
+            raise ValueError(f"unknown stage {stage!r}: expected 1, 2 or 3")
+        batch = self._on_device(batch)
+        align = stage in ("2", "3") and any(batch.get("signal_spans") or [])
+        embeds = self.embed(batch)
+        out = self.llm_forward(batch, embeds=embeds, labels=batch["labels"], output_hidden_states=align)
+        result = {"loss": out.loss, "nll": out.loss.detach()}
+        if align:
+            projected = self.project_signals(out.hidden_states[-1], embeds, batch["signal_spans"])
+            cfg = self.profile.train
+            for m, d in self.alignment(projected, batch["signal_targets"]).items():
+                weight = cfg.video_alignment_scale if m == "video" else cfg.alignment_scale
+                result["loss"] = result["loss"] + weight * d
+                result[f"{m}_distance"] = d.detach()
+        return result
 
     def per_example_nll(self, batch: dict[str, Any]) -> torch.Tensor:
         """Mean NLL of each example's answer tokens: [B]. Padding-independent by construction."""
+        batch = self._on_device(batch)
         logits = self.llm_forward(batch).logits[:, :-1].float()
         labels = batch["labels"][:, 1:]
         nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels.clamp(min=0), reduction="none")

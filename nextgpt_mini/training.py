@@ -110,6 +110,7 @@ class Trainer:
     ):
         from accelerate import Accelerator
 
+        cfg = cfg.for_stage(stage)
         self.system, self.stage, self.source, self.cfg = system, stage, source, cfg
         self.steps = steps if steps is not None else int(cfg.steps[stage])
         if self.steps < 1:
@@ -290,15 +291,17 @@ def warmup_cosine(optimizer, warmup: int, total: int, floor: float = 0.0):
 
 
 def plot_history(history: list[dict], path: str | os.PathLike, title: str = "") -> Path:
-    import matplotlib
+    # A bare Figure, not pyplot: no backend switch (which would turn off a notebook's inline
+    # plots) and no global figure state.
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    steps = [h["step"] for h in history]
-    for key in sorted(k for k in history[0] if k not in ("step", "lr")):
-        ax.plot(steps, [h[key] for h in history], label=key, lw=1)
+    fig = Figure(figsize=(6, 3.2))
+    ax = fig.subplots()
+    # keys may come and go (stage 2 logs one modality's distance per step): plot each where present
+    keys = sorted({k for h in history for k in h} - {"step", "lr"})
+    for key in keys:
+        points = [(h["step"], h[key]) for h in history if key in h]
+        ax.plot(*zip(*points), label=key, lw=1)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title(title)
@@ -308,5 +311,4 @@ def plot_history(history: list[dict], path: str | os.PathLike, title: str = "") 
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
     return Path(path)

@@ -31,6 +31,7 @@ def test_console_script_entry_point_runs_in_a_fresh_process(tmp_path):
     assert "not yet built" in out.stdout  # the demo says what it did not do
     assert out.stdout.count("(right: True)") == 3  # the shipped encoder matches caption, caption and sound
     assert (tmp_path / "demo" / "image.png").is_file() and (tmp_path / "demo" / "audio.wav").is_file()
+    assert all((tmp_path / "demo" / f"generated_{m}").is_file() for m in ("image.png", "video.mp4", "audio.wav"))
 
 
 def test_unknown_command_exits_non_zero():

@@ -85,14 +85,15 @@ def test_paper_llm_counts_without_weights():
 
 def test_paper_parameter_table_matches_table_1_within_5_percent():
     rows = {r.module: r for r in full_size_table("paper")}
-    for module in ("input projector", "LLM", "LoRA"):
+    for module in ("input projector", "LLM", "LoRA", "output projectors"):
         assert abs(rows[module].total - PAPER_TABLE_1[module]) / PAPER_TABLE_1[module] <= 0.05, module
     # ImageBind: the three branches NExT-GPT uses; the paper's 1.2 B includes depth/thermal/IMU
     assert rows["ImageBind"].total == 1_073_097_729
     text = format_table(list(rows.values()), PAPER_TABLE_1)
     assert "depth, thermal and IMU" in text and "33,554,432" in text
     trainable = sum(r.trainable for r in rows.values())
-    assert trainable == 4_198_400 + 311_296 + 33_554_432
+    assert rows["output projectors"].total == 31_958_784 + 32_090_112 + 31_788_544  # image, video, audio
+    assert trainable == 4_198_400 + 311_296 + 33_554_432 + rows["output projectors"].total
 
 
 def test_quantized_llm_needs_cuda(monkeypatch):

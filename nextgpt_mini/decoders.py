@@ -1,0 +1,391 @@
+"""The frozen diffusion decoders: Stable Diffusion (image), Zeroscope (video), AudioLDM (audio).
+
+NExT-GPT never trains these. It trains output projectors whose outputs replace what each
+decoder's own text encoder would have produced from a caption:
+
+* Stable Diffusion reads CLIP-L's last hidden state, 77 x 768, through cross-attention;
+* Zeroscope (TextToVideoSD) reads OpenCLIP-H's last hidden state, 77 x 1024, the same way;
+* AudioLDM reads one L2-normalised CLAP text embedding (512), not through cross-attention but as
+  a class label: it is projected and concatenated to the UNet's time embedding (FiLM-like).
+
+So a decoder here is two things: `targets(captions)`, the conditioning a caption gives (what the
+projector must hit, cached), and `generate(embeds)`, the pipeline run from given conditioning
+(`prompt_embeds`, with the empty prompt's embedding as the negative for classifier-free guidance).
+
+Profiles: `paper`/`colab` load diffusers pipelines by hub id or local folder; `tiny` builds the
+same pipeline classes from toy-size components, in the style of diffusers' own tests (random
+weights, fixed seed: their text encoders only have to give deterministic targets).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nextgpt_mini.config import DecoderConfig, ProfileConfig, load_profile
+
+MODALITIES = ("image", "video", "audio")
+PIPELINE_CLASS = {"image": "StableDiffusionPipeline", "video": "TextToVideoSDPipeline", "audio": "AudioLDMPipeline"}
+TINY_TEXT_LENGTH = 16  # the tiny decoders' tokenizer length (the paper's CLIP: 77)
+TINY_WIDTH = 32  # the tiny decoders' text width (the paper's: 768 / 1024 / 512)
+# At the default init scale a random text encoder maps every caption to nearly the same output
+# (unit CLAP vectors 0.07 apart on average); 5x larger initial weights give targets that differ
+# from caption to caption (0.76 apart), as a trained encoder's do. Otherwise there is nothing to align.
+TINY_TEXT_INIT = {"initializer_range": 0.1, "initializer_factor": 5.0}
+
+
+# --------------------------------------------------------------------------------------------
+# Tiny pipelines, built locally (no hub): the same classes as the full-size ones
+# --------------------------------------------------------------------------------------------
+def _diffusers(*names: str):
+    """Classes from diffusers, imported without transformers' notices about torchvision-backed image
+    processors (never used here; the environment deliberately has no torchvision)."""
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)  # some of those notices bypass transformers' own logger
+    try:
+        import diffusers
+
+        return [getattr(diffusers, n) for n in names]
+    finally:
+        logging.disable(previous)
+        hf_logging.set_verbosity(level)
+
+
+def _tiny_tokenizer():
+    from nextgpt_mini.tokenizer import load_tiny_tokenizer
+
+    tok = load_tiny_tokenizer()
+    tok.model_max_length = TINY_TEXT_LENGTH
+    return tok
+
+
+def _tiny_clip_text(vocab_size: int, seed: int):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    cfg = CLIPTextConfig(vocab_size=vocab_size, hidden_size=TINY_WIDTH, intermediate_size=64, num_attention_heads=4,
+                         num_hidden_layers=2, max_position_embeddings=TINY_TEXT_LENGTH, bos_token_id=1, eos_token_id=2,
+                         pad_token_id=0, projection_dim=TINY_WIDTH, **TINY_TEXT_INIT)
+    return CLIPTextModel(cfg).eval()
+
+
+def _tiny_vae(channels: int, seed: int):
+    (AutoencoderKL,) = _diffusers("AutoencoderKL")
+
+    torch.manual_seed(seed)
+    return AutoencoderKL(block_out_channels=(8, 16), in_channels=channels, out_channels=channels, latent_channels=4,
+                         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                         norm_num_groups=4, sample_size=32)
+
+
+def _scheduler():
+    (DDIMScheduler,) = _diffusers("DDIMScheduler")
+
+    # Stable Diffusion's noise schedule (scaled-linear betas); DDIM sampling
+    return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                         set_alpha_to_one=False, steps_offset=1)
+
+
+def tiny_image_pipeline(seed: int = 0):
+    StableDiffusionPipeline, UNet2DConditionModel = _diffusers("StableDiffusionPipeline", "UNet2DConditionModel")
+
+    tok = _tiny_tokenizer()
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(block_out_channels=(16, 32), layers_per_block=1, sample_size=16, in_channels=4,
+                                out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=TINY_WIDTH,
+                                attention_head_dim=8, norm_num_groups=8)
+    return StableDiffusionPipeline(vae=_tiny_vae(3, seed + 1), text_encoder=_tiny_clip_text(len(tok), seed + 2),
+                                   tokenizer=tok, unet=unet, scheduler=_scheduler(), safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+
+
+def tiny_video_pipeline(seed: int = 0):
+    TextToVideoSDPipeline, UNet3DConditionModel = _diffusers("TextToVideoSDPipeline", "UNet3DConditionModel")
+
+    tok = _tiny_tokenizer()
+    torch.manual_seed(seed)
+    unet = UNet3DConditionModel(block_out_channels=(16, 32), layers_per_block=1, sample_size=16, in_channels=4,
+                                out_channels=4, down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+                                up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"), cross_attention_dim=TINY_WIDTH,
+                                attention_head_dim=8, norm_num_groups=8)
+    return TextToVideoSDPipeline(vae=_tiny_vae(3, seed + 1), text_encoder=_tiny_clip_text(len(tok), seed + 3),
+                                 tokenizer=tok, unet=unet, scheduler=_scheduler())
+
+
+def tiny_audio_pipeline(seed: int = 0, sample_rate: int = 16000):
+    AudioLDMPipeline, UNet2DConditionModel = _diffusers("AudioLDMPipeline", "UNet2DConditionModel")
+    from transformers import ClapTextConfig, ClapTextModelWithProjection, SpeechT5HifiGan, SpeechT5HifiGanConfig
+
+    tok = _tiny_tokenizer()
+    torch.manual_seed(seed)
+    # AudioLDM's UNet takes the CLAP embedding as a class label (projected, concatenated to the
+    # time embedding), so its cross-attention blocks attend to themselves only.
+    unet = UNet2DConditionModel(block_out_channels=(16, 32), layers_per_block=1, sample_size=16, in_channels=4,
+                                out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=(16, 32),
+                                class_embed_type="simple_projection", projection_class_embeddings_input_dim=TINY_WIDTH,
+                                class_embeddings_concat=True, attention_head_dim=8, norm_num_groups=8)
+    torch.manual_seed(seed + 4)
+    # RoBERTa-style positions start after the pad id, hence the two spare positions
+    text = ClapTextModelWithProjection(ClapTextConfig(
+        vocab_size=len(tok), hidden_size=TINY_WIDTH, intermediate_size=64, num_attention_heads=4, num_hidden_layers=2,
+        max_position_embeddings=TINY_TEXT_LENGTH + 2, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        projection_dim=TINY_WIDTH, **TINY_TEXT_INIT)).eval()
+    torch.manual_seed(seed + 5)
+    # a hop of 5*4*2*2*2 = 160 samples (10 ms at 16 kHz), AudioLDM's; 16 mel bins instead of 64.
+    # At the default init (0.01) a random HiFi-GAN whispers at 1e-9; at 0.15 it is audible (std ~0.1).
+    vocoder = SpeechT5HifiGan(SpeechT5HifiGanConfig(
+        model_in_dim=16, sampling_rate=sample_rate, upsample_initial_channel=64, upsample_rates=[5, 4, 2, 2, 2],
+        upsample_kernel_sizes=[10, 8, 4, 4, 4], resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]],
+        normalize_before=False, initializer_range=0.15)).eval()
+    return AudioLDMPipeline(vae=_tiny_vae(1, seed + 1), text_encoder=text, tokenizer=tok, unet=unet,
+                            scheduler=_scheduler(), vocoder=vocoder)
+
+
+TINY_BUILDERS = {"image": tiny_image_pipeline, "video": tiny_video_pipeline, "audio": tiny_audio_pipeline}
+
+
+# --------------------------------------------------------------------------------------------
+# Loading full-size pipelines (hub id or local folder)
+# --------------------------------------------------------------------------------------------
+def load_pipeline(modality: str, cfg: DecoderConfig, dtype: torch.dtype = torch.float32, seed: int = 0):
+    """The decoder pipeline of a modality: built locally for "tiny", else `from_pretrained`.
+
+    diffusers 0.42 lists TextToVideoSDPipeline and AudioLDMPipeline as deprecated (no new
+    features; hence the upper bound on diffusers in pyproject.toml). They still work, and they are
+    what NExT-GPT uses, so their notice is silenced while loading.
+    """
+    from diffusers.utils import logging as diffusers_logging
+
+    level = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()
+    try:
+        return _load_pipeline(modality, cfg, dtype, seed)
+    finally:
+        diffusers_logging.set_verbosity(level)
+
+
+def _load_pipeline(modality: str, cfg: DecoderConfig, dtype: torch.dtype, seed: int):
+    if modality not in MODALITIES:
+        raise ValueError(f"unknown modality {modality!r}: expected one of {MODALITIES}")
+    if cfg.name_or_path == "tiny":
+        return TINY_BUILDERS[modality](seed)
+    (cls,) = _diffusers(PIPELINE_CLASS[modality])
+    extra: dict[str, Any] = {"safety_checker": None, "requires_safety_checker": False} if modality == "image" else {}
+    ref = cfg.name_or_path
+    try:
+        return cls.from_pretrained(ref, dtype=dtype, **extra)
+    except (OSError, ValueError) as err:
+        if Path(ref).exists():
+            raise OSError(f"{ref}: not a {PIPELINE_CLASS[modality]} folder (expected model_index.json written by "
+                          f"save_pretrained): {err}") from err
+        raise OSError(
+            f"could not load the {modality} decoder {ref!r} ({type(err).__name__}). It is fetched from the Hugging "
+            f"Face hub on first use (HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')}). With internet, run "
+            f"`hf download {ref}`, or point the profile's "
+            f"{modality}_decoder.name_or_path at a local folder that holds it."
+        ) from err
+
+
+def pipeline_identity(pipe, modality: str, cfg: DecoderConfig) -> str:
+    """Cache identity of a decoder's text side: where it came from, the text encoder's weights and
+    the tokenizer's length (sampling settings such as steps do not change a target)."""
+    from nextgpt_mini.cache import model_identity
+
+    sampling = ("steps", "guidance_scale", "height", "width", "num_frames", "audio_seconds", "sample_rate", "fps")
+    return model_identity(f"decoder-text-{modality}", cfg, state_dict=pipe.text_encoder.state_dict(), exclude=sampling,
+                          extra={"max_length": pipe.tokenizer.model_max_length})
+
+
+# --------------------------------------------------------------------------------------------
+# One decoder: targets (text side) and generation (denoising side)
+# --------------------------------------------------------------------------------------------
+class Decoder:
+    """A frozen diffusion pipeline, built on first use and kept."""
+
+    def __init__(self, modality: str, cfg: DecoderConfig, dtype: torch.dtype = torch.float32, seed: int = 0,
+                 cache_dir: str | os.PathLike | None = None):
+        if modality not in MODALITIES:
+            raise ValueError(f"unknown modality {modality!r}: expected one of {MODALITIES}")
+        self.modality, self.cfg, self.dtype, self.seed = modality, cfg, dtype, seed
+        self.cache_dir = cache_dir
+        self._pipe = None
+        self._cache = None
+        self._negative: torch.Tensor | None = None
+
+    def __repr__(self) -> str:
+        state = "loaded" if self._pipe is not None else "not loaded"
+        return f"Decoder({self.modality!r}, {self.cfg.name_or_path!r}, {state})"
+
+    @property
+    def pipe(self):
+        if self._pipe is None:
+            self._pipe = load_pipeline(self.modality, self.cfg, self.dtype, self.seed)
+            self._pipe.set_progress_bar_config(leave=False, desc=f"denoising ({self.modality})")
+            for part in ("unet", "vae", "text_encoder", "vocoder"):
+                module = getattr(self._pipe, part, None)
+                if module is not None:
+                    module.requires_grad_(False).eval()
+        return self._pipe
+
+    @property
+    def device(self) -> torch.device:
+        return self.pipe.device
+
+    def to(self, device) -> "Decoder":
+        """Move the whole pipeline (e.g. to "cpu" to make room for another decoder on a small GPU)."""
+        if self._pipe is not None:
+            self._pipe.to(device)
+        return self
+
+    # ------------------------------------------------------------------ text side: the targets
+    @property
+    def target_shape(self) -> tuple[int, ...]:
+        """Shape of one caption's conditioning: (tokens, width), or (width,) for AudioLDM."""
+        te = self.pipe.text_encoder.config
+        if self.modality == "audio":
+            return (te.projection_dim,)
+        return (self.pipe.tokenizer.model_max_length, te.hidden_size)
+
+    @torch.no_grad()
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        """The decoder's own text encoder applied to `texts`, exactly as its pipeline does it."""
+        pipe, device = self.pipe, self.pipe.device
+        if self.modality == "audio":
+            emb = pipe._encode_prompt(list(texts), device, 1, False)  # CLAP text_embeds, L2-normalised
+        else:
+            emb, _ = pipe.encode_prompt(list(texts), device, 1, False)  # last hidden state
+        return emb.float().cpu()
+
+    def cache(self):
+        from nextgpt_mini.cache import EmbeddingCache
+
+        if self.cache_dir is None:
+            return None
+        if self._cache is None:
+            self._cache = EmbeddingCache(self.cache_dir, pipeline_identity(self.pipe, self.modality, self.cfg))
+        return self._cache
+
+    def targets(self, captions: list[str], batch_size: int = 64) -> torch.Tensor:
+        """[N, *target_shape]: each caption's conditioning, computed once and cached."""
+        from nextgpt_mini.cache import text_key
+
+        cache = self.cache()
+        keys = [text_key(c, prefix=f"cond-{self.modality}") for c in captions]
+        found = cache.get_many(keys) if cache is not None else {}
+        todo = list(dict.fromkeys(c for c, k in zip(captions, keys) if k not in found))
+        new = {}
+        for i in range(0, len(todo), batch_size):
+            chunk = todo[i : i + batch_size]
+            for c, e in zip(chunk, self.encode_text(chunk)):
+                new[text_key(c, prefix=f"cond-{self.modality}")] = e.contiguous()
+        if cache is not None and new:
+            cache.put_many(new)
+        values = {**found, **new}
+        return torch.stack([values[k] for k in keys])
+
+    def negative(self) -> torch.Tensor:
+        """The empty prompt's conditioning: the 'unconditional' side of classifier-free guidance."""
+        if self._negative is None:
+            self._negative = self.encode_text([""])[0]
+        return self._negative
+
+    # ------------------------------------------------------------------ denoising side
+    def generate(self, embeds: torch.Tensor, seed: int = 0, steps: int | None = None,
+                 guidance_scale: float | None = None, progress: bool = True, **kwargs) -> list:
+        """Media from conditioning `embeds` [N, *target_shape] (a projector's output or `targets`).
+
+        Returns PIL images (image), uint8 frame arrays [F, H, W, 3] (video) or float waveforms
+        (audio), one per row. Same seed, same embeddings: same media.
+        """
+        embeds = torch.as_tensor(embeds)
+        if tuple(embeds.shape[1:]) != self.target_shape:
+            raise ValueError(f"{self.modality} decoder: embeds of shape {tuple(embeds.shape)}, expected "
+                             f"[N, {', '.join(map(str, self.target_shape))}]")
+        pipe, cfg, n = self.pipe, self.cfg, embeds.shape[0]
+        pipe.set_progress_bar_config(disable=not progress, leave=False, desc=f"denoising ({self.modality})")
+        dtype = pipe.text_encoder.dtype
+        common = {
+            "prompt_embeds": embeds.to(pipe.device, dtype),
+            "negative_prompt_embeds": self.negative().expand(n, *self.target_shape).to(pipe.device, dtype),
+            "num_inference_steps": steps or cfg.steps,
+            "guidance_scale": cfg.guidance_scale if guidance_scale is None else guidance_scale,
+            "generator": torch.Generator("cpu").manual_seed(seed),
+        }
+        if self.modality == "image":
+            out = pipe(height=cfg.height, width=cfg.width, output_type="pil", **common, **kwargs)
+            return list(out.images)
+        if self.modality == "video":
+            out = pipe(height=cfg.height, width=cfg.width, num_frames=cfg.num_frames, output_type="np", **common, **kwargs)
+            frames = np.asarray(out.frames)  # [N, F, H, W, 3] in [0, 1]
+            return [(f.clip(0, 1) * 255).round().astype(np.uint8) for f in frames]
+        out = pipe(audio_length_in_s=cfg.audio_seconds, output_type="np", **common, **kwargs)
+        return [np.asarray(a, dtype=np.float32) for a in out.audios]
+
+    def save(self, result, path: str | os.PathLike) -> Path:
+        """Write one generated result as PNG / MP4 / WAV (atomically)."""
+        from nextgpt_mini.media import save_audio, save_image, save_video
+
+        if self.modality == "image":
+            return save_image(result, path)
+        if self.modality == "video":
+            return save_video(result, path, fps=self.cfg.fps)
+        return save_audio(result, path, sample_rate=self.sample_rate)
+
+    @property
+    def sample_rate(self) -> int:
+        if self.modality != "audio":
+            raise AttributeError("only the audio decoder has a sample rate")
+        return int(self.pipe.vocoder.config.sampling_rate)
+
+
+class Decoders:
+    """The three decoders of a profile, each built on first use; `only(m)` frees the GPU for one."""
+
+    def __init__(self, profile: ProfileConfig | str = "tiny", dtype: torch.dtype = torch.float32,
+                 cache_dir: str | os.PathLike | None = None):
+        profile = load_profile(profile) if isinstance(profile, str) else profile
+        self.profile = profile
+        self.decoders = {m: Decoder(m, getattr(profile, f"{m}_decoder"), dtype, profile.seed, cache_dir) for m in MODALITIES}
+
+    def __getitem__(self, modality: str) -> Decoder:
+        if modality not in self.decoders:
+            raise KeyError(f"no decoder for {modality!r}: expected one of {MODALITIES}")
+        return self.decoders[modality]
+
+    def only(self, modality: str, device) -> Decoder:
+        """Move every loaded decoder but `modality` to the CPU and `modality` to `device`."""
+        for m, d in self.decoders.items():
+            if m != modality:
+                d.to("cpu")
+        return self[modality].to(device)
+
+
+def distance(pred: torch.Tensor, target: torch.Tensor, kind: str = "l2") -> torch.Tensor:
+    """Per-example distance between projected conditioning and the decoder's target.
+
+    l2: NExT-GPT's, the Euclidean norm per conditioning token, averaged over tokens;
+    mse: mean squared error; cosine: 1 - cosine similarity per token, averaged.
+    """
+    pred, target = pred.float(), target.float()
+    if pred.dim() == 2:  # AudioLDM: one vector per item
+        pred, target = pred[:, None], target[:, None]
+    if kind == "l2":
+        return (pred - target).norm(dim=-1).mean(-1)
+    if kind == "mse":
+        return ((pred - target) ** 2).mean(dim=(-1, -2))
+    if kind == "cosine":
+        return (1 - F.cosine_similarity(pred, target, dim=-1)).mean(-1)
+    raise ValueError(f"unknown distance {kind!r}: expected l2, mse or cosine")
