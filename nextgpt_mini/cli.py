@@ -69,18 +69,32 @@ def cmd_encode(args) -> int:
 
 
 def cmd_train(args) -> int:
-    """Train one stage; print the steps and the held-out numbers at start and end."""
+    """Train one stage, or several in the given order on one model; print each stage's numbers."""
     from nextgpt_mini.model import NextGPT
 
-    if args.stage == "3":
-        raise ValueError("stage 3 is not implemented yet (chapter 06 adds MosIT instruction tuning)")
-    args.out = args.out or f"outputs/stage{args.stage}"
+    stages = _stage_list(args)
     model = NextGPT.from_profile(_profile(args))
     if args.init:
         model.load_trained(args.init)
-    if args.stage == "1":
-        return _train_stage1(model, args)
-    return _train_stage2(model, args)
+    base_out = args.out
+    for stage in stages:
+        args.out = base_out if len(stages) == 1 and base_out else f"{base_out or 'outputs'}/stage{stage}"
+        {"1": _train_stage1, "2": _train_stage2, "3": _train_stage3}[stage](model, args)
+    return 0
+
+
+def _stage_list(args) -> list[str]:
+    if bool(args.stage) == bool(args.stages):
+        raise ValueError("give either --stage N or --stages LIST (e.g. --stages 1,2,3 or 1,3,2)")
+    if args.stage:
+        return [args.stage]
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    bad = [s for s in stages if s not in ("1", "2", "3")]
+    if bad or not stages or len(set(stages)) != len(stages):
+        raise ValueError(f"--stages {args.stages!r}: expected distinct stages from 1, 2, 3 separated by commas")
+    if args.resume and len(stages) > 1:
+        raise ValueError("--resume continues one stage: use it with --stage N")
+    return stages
 
 
 def _train_stage1(model, args) -> int:
@@ -109,6 +123,55 @@ def _train_stage2(model, args) -> int:
     print(f"held-out captions whose projection is nearest their own target: {last['retrieval']:.1%} "
           f"(chance {last['retrieval_chance']:.1%}); per modality: "
           + ", ".join(f"{m} {last[f'{m}_retrieval']:.0%}" for m in ("image", "video", "audio") if f"{m}_retrieval" in last))
+    return 0
+
+
+def _train_stage3(model, args) -> int:
+    from nextgpt_mini.stage3 import run_stage3
+
+    result = run_stage3(model, out_dir=args.out, steps=args.steps, data_files=args.dialogues, resume=args.resume,
+                        cache_dir=args.cache_dir, progress=not args.no_progress)
+    first, last = result.first_eval, result.last_eval
+    print(f"stage 3: {result.steps} steps in {result.seconds:.1f} s; checkpoint in {args.out}/checkpoint")
+    print(f"held-out dialogue NLL: {first.get('heldout_nll', float('nan')):.3f} -> {last['heldout_nll']:.3f}")
+    print(f"held-out first replies with the right signal tokens (the complete run of the asked modality, none "
+          f"when no media is asked): {first.get('signal_accuracy', float('nan')):.1%} -> {last['signal_accuracy']:.1%}")
+    if "attr_acc" in last:
+        print(f"held-out media->text answers, attributes named right: {last['attr_acc']:.1%} (chance {last['attr_chance']:.1%})")
+    return 0
+
+
+def load_system(args):
+    """The model a command runs: a `save_pretrained` folder, or the profile plus a trainer checkpoint."""
+    from pathlib import Path
+
+    from nextgpt_mini.model import NextGPT
+
+    if args.checkpoint and (Path(args.checkpoint) / "config.json").is_file():
+        return NextGPT.from_pretrained(args.checkpoint)
+    model = NextGPT.from_profile(_profile(args))
+    if args.checkpoint:
+        model.load_trained(args.checkpoint)
+    return model
+
+
+def cmd_generate(args) -> int:
+    """Answer one prompt; write the text and every generated image / video / sound to --out."""
+    from nextgpt_mini.decoders import Decoders
+    from nextgpt_mini.generation import save_result
+
+    model = load_system(args)
+    decoders = Decoders(model.profile)
+    result = model.generate(args.prompt, args.media, decoders=decoders, max_new_tokens=args.max_new_tokens,
+                            temperature=args.temperature, top_p=args.top_p, seed=args.seed, steps=args.steps,
+                            guidance_scale=args.guidance_scale, progress=not args.no_progress)
+    paths = save_result(result, args.out, decoders)
+    print(result.text)
+    for m in ("image", "video", "audio"):
+        for path in paths[m]:
+            print(f"{m}: {path}")
+    if result.completed:
+        print(f"(the answer's signal tokens for {', '.join(result.completed)} were incomplete and were completed)")
     return 0
 
 
@@ -166,17 +229,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_encode)
 
-    p = sub.add_parser("train", help="train a stage (1: encoding-side alignment, 2: decoding-side alignment)")
-    p.add_argument("--stage", required=True, choices=["1", "2", "3"])
+    p = sub.add_parser("train", help="train a stage (1: encoding side, 2: decoding side, 3: MosIT instruction tuning)")
+    p.add_argument("--stage", choices=["1", "2", "3"], default=None)
+    p.add_argument("--stages", default=None, help="several stages in this order on one model, e.g. 1,2,3 (the "
+                   "original authors trained 1,3,2); each writes to OUT/stage<N>")
     _add_profile_args(p)
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the profile's)")
-    p.add_argument("--data", default=None, help="folder of NExT-GPT pair files (default: the toy world)")
+    p.add_argument("--data", default=None, help="stages 1-2: folder of NExT-GPT pair files (default: the toy world)")
+    p.add_argument("--dialogues", nargs="+", default=None, metavar="JSON",
+                   help="stage 3: instruction files (our MosIT, NExT-GPT T2M/MosIT, LLaVA or Alpaca; default: the toy world)")
     p.add_argument("--out", default=None, help="checkpoint, metrics.jsonl, loss.png (default: outputs/stage<N>)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     p.add_argument("--init", default=None, help="start from the weights of an earlier stage's checkpoint folder")
     p.add_argument("--cache-dir", default=".cache/embeddings", help="embedding cache (encoder; decoder targets)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("generate", help="answer a prompt (optionally about media files); write text and generated media")
+    p.add_argument("prompt")
+    p.add_argument("--media", nargs="+", default=None, metavar="FILE", help="input images / videos / sounds")
+    _add_profile_args(p)
+    p.add_argument("--checkpoint", default=None, help="a save_pretrained folder, or a `train` output folder")
+    p.add_argument("--out", default="outputs/generate")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the profile's)")
+    p.add_argument("--guidance-scale", type=float, default=None, help="(default: the profile's)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("caption", help="caption media files with a trained checkpoint")
     p.add_argument("files", nargs="+")

@@ -147,6 +147,10 @@ class TrainConfig:
     alignment_scale: float = 1.0
     video_alignment_scale: float = 2.0
     distance: str = "l2"  # per-token L2 (the original), "mse" or "cosine"
+    # stages 2-3, image/video only: weight of the frozen UNet's denoising loss on the projected
+    # conditioning (the later NExT-GPT code); 0 = off. Needs the media, not just captions.
+    denoising_loss: float = 0.0
+    snr_gamma: float = 5.0  # Min-SNR weighting of that loss
     eval_every: int = 200
     seed: int = 42
     # per-stage values of the fields above, e.g. {"2": {"lr": 3e-3, "batch_size": 8}}
@@ -342,7 +346,7 @@ def _tiny() -> ProfileConfig:
             lr=1e-2, batch_size=16, steps={"1": 300, "2": 500, "3": 400}, mixed_precision="no", eval_every=50,
             # the output projectors are transformers: a gentler rate, and more (smaller) steps in the
             # same minute than the one-layer input projector needs
-            stage_overrides={"2": {"lr": 3e-3, "batch_size": 8, "eval_every": 100}},
+            stage_overrides={"2": {"lr": 3e-3, "batch_size": 8, "eval_every": 100}, "3": {"eval_every": 200}},
         ),
     )
 

@@ -334,6 +334,46 @@ class Decoder:
         out = pipe(audio_length_in_s=cfg.audio_seconds, output_type="np", **common, **kwargs)
         return [np.asarray(a, dtype=np.float32) for a in out.audios]
 
+    # ------------------------------------------------------------------ the optional denoising loss
+    @torch.no_grad()
+    def clean_latents(self, media: list) -> torch.Tensor:
+        """VAE latents of real media, scaled as the UNet sees them: images (PIL or uint8 [H, W, 3]) ->
+        [N, 4, h, w]; videos (uint8 [F, H, W, 3]) -> [N, 4, F, h, w]. Image and video decoders only."""
+        if self.modality == "audio":
+            raise ValueError("the denoising loss is implemented for the image and video decoders (AudioLDM's "
+                             "mel-spectrogram front end is not); use the alignment distance for audio")
+        vae = self.pipe.vae
+        frames = np.stack([np.asarray(m) for m in media]).astype(np.float32) / 127.5 - 1.0
+        x = torch.from_numpy(frames).to(vae.device, vae.dtype)
+        if self.modality == "image":  # [N, H, W, 3]
+            return vae.encode(x.permute(0, 3, 1, 2)).latent_dist.mean * vae.config.scaling_factor
+        n, f = x.shape[:2]  # [N, F, H, W, 3]
+        lat = vae.encode(x.flatten(0, 1).permute(0, 3, 1, 2)).latent_dist.mean * vae.config.scaling_factor
+        return lat.reshape(n, f, *lat.shape[1:]).permute(0, 2, 1, 3, 4)
+
+    def denoising_loss(self, cond: torch.Tensor, latents: torch.Tensor, snr_gamma: float = 5.0,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+        """Per-example diffusion loss of the frozen UNet conditioned on `cond` (gradients reach `cond`).
+
+        Random timestep and noise per example; the target is the noise (or the velocity for
+        v-prediction models); Min-SNR-gamma weighting (Hang et al., 2023) keeps the easy,
+        low-noise steps from dominating.
+        """
+        pipe = self.pipe
+        sched = pipe.scheduler
+        latents = latents.to(pipe.unet.device, pipe.unet.dtype)
+        noise = torch.randn(latents.shape, generator=generator).to(latents)
+        t = torch.randint(0, sched.config.num_train_timesteps, (latents.shape[0],), generator=generator).to(latents.device)
+        noisy = sched.add_noise(latents, noise, t)
+        pred = pipe.unet(noisy, t, encoder_hidden_states=cond.to(latents.dtype)).sample
+        v_prediction = sched.config.prediction_type == "v_prediction"
+        target = sched.get_velocity(latents, noise, t) if v_prediction else noise
+        mse = ((pred.float() - target.float()) ** 2).flatten(1).mean(1)
+        alpha = sched.alphas_cumprod.to(latents.device)[t].float()
+        snr = alpha / (1 - alpha)
+        weight = torch.clamp(snr, max=snr_gamma) / (snr + 1 if v_prediction else snr)
+        return weight * mse
+
     def save(self, result, path: str | os.PathLike) -> Path:
         """Write one generated result as PNG / MP4 / WAV (atomically)."""
         from nextgpt_mini.media import save_audio, save_image, save_video

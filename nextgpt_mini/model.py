@@ -8,6 +8,7 @@ themselves live in `decoders.py`: they are frozen and never part of this module'
 from __future__ import annotations
 
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,8 +34,10 @@ class NextGPT(nn.Module):
             m: OutputProjector(profile.llm.hidden_size, getattr(profile, f"{m}_projector")) for m in MODALITIES
         })
         # The encoder is frozen and only ever used under no_grad; keeping it outside the module
-        # tree keeps it out of state dicts, optimizers and DDP.
+        # tree keeps it out of state dicts, optimizers and DDP. The same for the decoders, which
+        # only the optional denoising loss needs during training.
         self._encoder = encoder
+        self.decoders = None  # a Decoders object (not a module): never saved, never trained
 
     @classmethod
     def from_profile(cls, profile: ProfileConfig | str = "tiny", with_encoder: bool = False, seed: int | None = None) -> "NextGPT":
@@ -72,7 +75,9 @@ class NextGPT(nn.Module):
         from safetensors.torch import load_file
 
         path = Path(checkpoint)
-        if path.is_dir():
+        if path.is_dir() and (path / "trained.safetensors").is_file():  # a save_pretrained folder
+            path = path / "trained.safetensors"
+        elif path.is_dir():
             path = path / "checkpoint" / "trainable.safetensors" if (path / "checkpoint").is_dir() else path / "trainable.safetensors"
         if not path.is_file():
             raise FileNotFoundError(f"{checkpoint}: no trained weights (expected {path})")
@@ -92,6 +97,68 @@ class NextGPT(nn.Module):
             for name, tensor in weights.items():
                 own[name].copy_(tensor)
         return sorted(weights)
+
+    # ---------------------------------------------------------------- the whole system
+    def generate(self, prompt: str, media: list | None = None, **kwargs):
+        """Text, and images / videos / sounds where the LLM asks for them (see `generation.generate`)."""
+        from nextgpt_mini.generation import generate
+
+        return generate(self, prompt, media, **kwargs)
+
+    def trained_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only what the stages train: projectors, signal-token rows and (if on) LoRA."""
+        names = {id(p): n for n, p in self.named_parameters()}
+        return {names[id(p)]: p.detach().cpu().contiguous()
+                for group in self.trainable_groups().values() for p in group}
+
+    def save_pretrained(self, folder) -> Path:
+        """`folder/config.json` (the profile, naming the frozen base models) + `trained.safetensors`.
+
+        Megabytes, not gigabytes: the encoder, LLM and decoders are loaded from their own sources.
+        Written to a temporary folder and swapped in, so an existing save is never half-replaced.
+        """
+        import json
+        import os
+        import shutil
+
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = folder.parent / f".{folder.name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        config = {"format": "nextgpt-mini", "version": 1, "lora": any("lora_" in n for n, _ in self.llm.named_parameters()),
+                  "profile": self.profile.to_dict()}
+        (tmp / "config.json").write_text(json.dumps(config, indent=2))
+        save_file(self.trained_state_dict(), tmp / "trained.safetensors")
+        old = folder.parent / f".{folder.name}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+        shutil.rmtree(old, ignore_errors=True)
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, folder) -> "NextGPT":
+        """A system saved by `save_pretrained`: its profile's frozen parts plus the trained weights."""
+        import json
+
+        folder = Path(folder)
+        path = folder / "config.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{folder}: no config.json (expected a folder written by NextGPT.save_pretrained)")
+        try:
+            config = json.loads(path.read_text())
+            profile = ProfileConfig.from_dict(config["profile"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{path}: not a nextgpt-mini config ({type(err).__name__}: {err})") from None
+        model = cls.from_profile(profile)
+        if config.get("lora"):
+            model.enable_lora()
+        model.load_trained(folder / "trained.safetensors")
+        return model
 
     def enable_lora(self) -> bool:
         """Wrap the LLM with the profile's LoRA adapters (peft), once; True if it did so now.
@@ -190,7 +257,23 @@ class NextGPT(nn.Module):
                 weight = cfg.video_alignment_scale if m == "video" else cfg.alignment_scale
                 result["loss"] = result["loss"] + weight * d
                 result[f"{m}_distance"] = d.detach()
+            if cfg.denoising_loss and batch.get("signal_latents") is not None:
+                for m, d in self.denoising(projected, batch["signal_latents"], cfg.snr_gamma).items():
+                    result["loss"] = result["loss"] + cfg.denoising_loss * d
+                    result[f"{m}_denoising"] = d.detach()
         return result
+
+    def denoising(self, projected, latents: list[torch.Tensor | None], snr_gamma: float) -> dict[str, torch.Tensor]:
+        """The frozen decoders' denoising loss on the projected conditioning, where media latents exist."""
+        if self.decoders is None:
+            raise ValueError("the denoising loss needs the decoders: model.decoders = Decoders(profile)")
+        out = {}
+        for m, (pred, index) in projected.items():
+            rows = [(i, latents[b]) for i, (b, _) in enumerate(index) if latents[b] is not None]
+            if rows:
+                lat = torch.stack([x for _, x in rows])
+                out[m] = self.decoders[m].denoising_loss(pred[[i for i, _ in rows]], lat, snr_gamma).mean()
+        return out
 
     def per_example_nll(self, batch: dict[str, Any]) -> torch.Tensor:
         """Mean NLL of each example's answer tokens: [B]. Padding-independent by construction."""

@@ -44,9 +44,28 @@ class TargetSet:
     targets: torch.Tensor  # [N, *target_shape]
     items: list[tw.ToyItem] | None = None
     names: list[str] = field(default_factory=list)
+    latents: torch.Tensor | None = None  # the media's VAE latents, for the optional denoising loss
 
     def __len__(self) -> int:
         return len(self.captions)
+
+
+def render_for_decoder(item: tw.ToyItem, cfg) -> np.ndarray:
+    """A toy item at its decoder's size: an image [H, W, 3], or a video [F, H, W, 3] at its fps."""
+    if item.modality == "image":
+        return tw.render_image(item, cfg.height)
+    return tw.render_video(item, cfg.height, cfg.num_frames / cfg.fps, cfg.fps)[: cfg.num_frames]
+
+
+def attach_latents(sets: dict[str, TargetSet], decoders, batch_size: int = 32) -> None:
+    """Render each toy item at the decoder's size and store its VAE latents (image and video sets)."""
+    for m, data in sets.items():
+        if m == "audio" or not data.items:
+            continue
+        dec = decoders[m]
+        chunks = [dec.clean_latents([render_for_decoder(it, dec.cfg) for it in data.items[k : k + batch_size]])
+                  for k in range(0, len(data.items), batch_size)]
+        data.latents = torch.cat(chunks).float().cpu()
 
 
 # --------------------------------------------------------------------------------------------
@@ -130,6 +149,7 @@ class SignalBatches:
         batch = collate(exs, self.tokenizer.pad_token_id)
         batch["signal_spans"] = [e.signal_spans for e in exs]
         batch["signal_targets"] = [[data.targets[i]] * len(e.signal_spans) for i, e in zip(indices, exs)]
+        batch["signal_latents"] = [data.latents[i] for i in indices] if data.latents is not None else None
         batch["modality"] = modality
         return batch
 
@@ -222,6 +242,9 @@ def run_stage2(model, decoders=None, out_dir: str | None = None, steps: int | No
     decoders = decoders or Decoders(p, cache_dir=cache_dir)
     train, test = prepare_data(decoders, data_dir, seed=p.seed)
     cfg = p.train.for_stage("2")
+    if cfg.denoising_loss:
+        attach_latents(train, decoders)
+        model.decoders = decoders
     source = SignalBatches(train, model.tokenizer, model.signal, p.llm.template, cfg.batch_size, p.llm.max_length, p.seed)
     trainer = Trainer(model, "2", source, p.train, out_dir=out_dir, steps=steps, eval_fn=make_eval_fn(test), progress=progress)
     return trainer.train(resume=resume)

@@ -7,7 +7,7 @@ from nextgpt_mini import load_profile
 from nextgpt_mini.decoders import Decoders
 from nextgpt_mini.model import NextGPT
 from nextgpt_mini.stage2 import SignalBatches, alignment_report, make_eval_fn, prepare_data, project_captions
-from nextgpt_mini.training import Trainer
+from nextgpt_mini.training import Trainer, select_trainable
 from nextgpt_mini.utils import torch_threads
 
 
@@ -66,3 +66,33 @@ def test_projected_conditioning_drives_the_decoders(trained, tmp_path):
             media = decoders[m].generate(cond, seed=0, progress=False)
             assert decoders[m].save(media[0], tmp_path / f"{m}.{dict(image='png', video='mp4', audio='wav')[m]}").stat().st_size > 0
             assert alignment_report(model, {m: test[m]})[f"{m}_distance"] > 0
+
+
+def test_optional_denoising_loss_reaches_the_output_projectors_through_the_frozen_unet():
+    from nextgpt_mini.stage2 import attach_latents
+
+    with torch_threads(1):
+        # alignment off: any gradient on the projector comes from the denoising term alone
+        profile = load_profile("tiny", {"train.denoising_loss": 1.0, "train.alignment_scale": 0.0,
+                                        "train.video_alignment_scale": 0.0})
+        model = NextGPT.from_profile(profile)
+        select_trainable(model, "2")
+        decoders = Decoders(profile)
+        train, _ = prepare_data(decoders, n_train=8, n_test=2)
+        attach_latents(train, decoders)
+        assert train["image"].latents.shape == (8, 4, 16, 16) and train["video"].latents.shape == (8, 4, 4, 16, 16)
+        assert train["audio"].latents is None  # AudioLDM: alignment distance only
+        source = SignalBatches(train, model.tokenizer, model.signal, profile.llm.template, 4, profile.llm.max_length)
+        batch = source.batch(0)
+        with pytest.raises(ValueError, match="needs the decoders"):
+            model.stage_loss(batch, "2")
+        model.decoders = decoders
+        unet_before = decoders["image"].pipe.unet.conv_out.weight.detach().clone()
+        out = model.stage_loss(batch, "2")
+        out["loss"].backward()
+    assert "image_denoising" in out and out["image_denoising"] > 0
+    assert model.output_projectors["image"].fc_out.weight.grad.abs().sum() > 0
+    assert decoders["image"].pipe.unet.conv_out.weight.grad is None  # the decoder stays frozen
+    assert torch.equal(decoders["image"].pipe.unet.conv_out.weight, unet_before)
+    with pytest.raises(ValueError, match="image and video decoders"):
+        decoders["audio"].clean_latents([torch.zeros(4)])

@@ -1,0 +1,181 @@
+"""Any-to-any generation: prompt (+ media) -> text, and images / videos / sounds where the LLM asks.
+
+The loop, as `NextGPT.generate` runs it:
+
+1. encode input media with ImageBind; the input projector makes one soft token per item;
+2. the LLM answers (greedy, or sampled with temperature / top-p) until the template's stop string;
+3. runs of signal tokens in the answer decide the output modalities. A run cut short (the model
+   wrote [IMG0][IMG1] and stopped) is *completed* to the full run, where the original code
+   asserted and crashed; at most `max_per_modality` runs per modality are kept;
+4. one teacher-forced pass over prompt + (completed) answer recomputes the hidden states at the
+   signal tokens exactly as training produced them (during sampling they were computed on a
+   different, incomplete prefix); the output projectors map them to conditioning;
+5. the frozen decoders generate from that conditioning.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from nextgpt_mini.prompts import STOP, collate, dialogue_segments, embed_with_media, tokenize_segments
+
+MODALITIES = ("image", "video", "audio")
+
+
+@dataclass
+class GenerationResult:
+    text: str  # the answer without signal tokens
+    images: list = field(default_factory=list)  # PIL images
+    videos: list = field(default_factory=list)  # uint8 arrays [F, H, W, 3]
+    audios: list = field(default_factory=list)  # float waveforms
+    outputs: list[dict] = field(default_factory=list)  # per generated item: modality, index, text before it
+    token_ids: list[int] = field(default_factory=list)  # the answer as generated (before completion)
+    completed: list[str] = field(default_factory=list)  # modalities whose signal run had to be completed
+    history: list[dict] = field(default_factory=list)  # the conversation so far, for the next call
+
+    def media(self, modality: str) -> list:
+        return {"image": self.images, "video": self.videos, "audio": self.audios}[modality]
+
+
+def _media_inputs(model, media) -> list[dict]:
+    """Paths or (modality, embedding) pairs -> [{"modality", "embedding"}] (embeddings unit-norm)."""
+    from nextgpt_mini.encoders.encode import encode
+    from nextgpt_mini.encoders.preprocess import modality_of
+
+    items = []
+    paths = [m for m in media if isinstance(m, (str, os.PathLike))]
+    embedded = encode([str(p) for p in paths], encoder=model.encoder, cfg=model.profile.encoder, progress=False) if paths else []
+    found = iter(embedded)
+    for m in media:
+        if isinstance(m, (str, os.PathLike)):
+            items.append({"modality": modality_of(m), "embedding": next(found)})
+        elif isinstance(m, tuple) and len(m) == 2 and m[0] in MODALITIES:
+            items.append({"modality": m[0], "embedding": torch.as_tensor(m[1]).float().reshape(-1)})
+        else:
+            raise ValueError(f"media item {m!r}: expected a file path or a (modality, embedding) pair")
+    return items
+
+
+def _prompt(model, turns: list[dict]):
+    p = model.profile
+    segments = dialogue_segments(turns, p.llm.template, model.signal.tokens, model.tokenizer)
+    ex = tokenize_segments(segments, model.tokenizer, p.llm.max_length, signal_ids=model.signal.ids)
+    media = [m["embedding"] for t in turns if t["role"] == "user" for m in t.get("media", [])]
+    return ex, media
+
+
+def complete_signal_runs(ids: list[int], signal_ids: dict[str, list[int]], max_per_modality: int = 1):
+    """The answer with every run of signal tokens made whole ([IMG0][IMG1] -> [IMG0]..[IMG3]),
+    runs beyond `max_per_modality` per modality dropped. Returns (ids, runs, completed modalities)."""
+    lookup = {i: m for m, group in signal_ids.items() for i in group}
+    out, runs, completed = [], [], []
+    count = {m: 0 for m in signal_ids}
+    k = 0
+    while k < len(ids):
+        m = lookup.get(ids[k])
+        if m is None:
+            out.append(ids[k])
+            k += 1
+            continue
+        start = k
+        while k < len(ids) and lookup.get(ids[k]) == m:
+            k += 1
+        if count[m] >= max_per_modality:
+            continue
+        if ids[start:k] != signal_ids[m]:
+            completed.append(m)
+        count[m] += 1
+        runs.append((m, len(out), len(out) + len(signal_ids[m])))
+        out.extend(signal_ids[m])
+    return out, runs, completed
+
+
+@torch.no_grad()
+def generate(model, prompt: str, media: list | None = None, history: list[dict] | None = None, decoders=None,
+             max_new_tokens: int | None = None, temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
+             max_per_modality: int = 1, steps: int | None = None, guidance_scale: float | None = None,
+             progress: bool = False) -> GenerationResult:
+    """See the module docstring. `history` is a previous result's `.history` (multi-turn chat)."""
+    from nextgpt_mini.stage3 import cut_at_stop
+
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError("prompt: expected a non-empty string")
+    turns = [dict(t) for t in (history or [])]
+    turns.append({"role": "user", "text": prompt.strip(), "media": _media_inputs(model, media or [])})
+    ex, media_emb = _prompt(model, turns)
+    if len(ex.media_positions) != len(media_emb):
+        raise ValueError(f"the conversation is longer than the LLM's {model.profile.llm.max_length} tokens: "
+                         "start a new one (history=None) or shorten the prompt")
+    device = model.device
+    batch = model._on_device(collate([ex], model.tokenizer.pad_token_id))
+    soft = model.soft_tokens([torch.stack(media_emb) if media_emb else None])
+    embeds = embed_with_media(model.llm.get_input_embeddings(), batch["input_ids"], soft)
+    torch.manual_seed(seed)
+    sample = temperature > 0
+    ids = model.llm.generate(
+        inputs_embeds=embeds, attention_mask=batch["attention_mask"], max_new_tokens=max_new_tokens or 64,
+        do_sample=sample, temperature=temperature if sample else None, top_p=top_p if sample else None,
+        pad_token_id=model.tokenizer.pad_token_id, eos_token_id=model.tokenizer.eos_token_id,
+        stop_strings=[STOP], tokenizer=model.tokenizer,
+    )[0].tolist()
+    raw = cut_at_stop([i for i in ids if i != model.tokenizer.eos_token_id], model.tokenizer)
+    answer, runs, completed = complete_signal_runs(raw, model.signal.ids, max_per_modality)
+
+    # teacher-forced pass: the states at the signal tokens, where training put them
+    full = torch.tensor([ex.input_ids + answer], device=device)
+    soft_full = embed_with_media(model.llm.get_input_embeddings(), full, soft)
+    spans = [[(m, len(ex.input_ids) + s, len(ex.input_ids) + e) for m, s, e in runs]]
+    hidden = model.llm(inputs_embeds=soft_full, output_hidden_states=True).hidden_states[-1] if runs else None
+    projected = model.project_signals(hidden, soft_full, spans) if runs else {}
+
+    text = model.tokenizer.decode([i for i in answer if i not in _all_signal_ids(model)], skip_special_tokens=True).strip()
+    result = GenerationResult(text=text, token_ids=raw, completed=completed)
+    if runs:
+        from nextgpt_mini.decoders import Decoders
+
+        decoders = decoders or Decoders(model.profile)
+        for m, (cond, index) in projected.items():
+            made = decoders[m].generate(cond.float(), seed=seed, steps=steps, guidance_scale=guidance_scale, progress=progress)
+            for (_, k), item in zip(index, made):
+                start = runs[k][1]
+                before = model.tokenizer.decode([i for i in answer[:start] if i not in _all_signal_ids(model)],
+                                                skip_special_tokens=True).strip()
+                result.media(m).append(item)
+                result.outputs.append({"modality": m, "index": len(result.media(m)) - 1, "text_before": before})
+    reply = {"role": "assistant", "text": text}
+    result.history = turns + [reply]
+    return result
+
+
+def _all_signal_ids(model) -> set[int]:
+    return {i for group in model.signal.ids.values() for i in group}
+
+
+def save_result(result: GenerationResult, out_dir: str | os.PathLike, decoders, stem: str = "output") -> dict[str, Any]:
+    """Write the answer (text file) and every generated item (PNG / MP4 / WAV); returns the paths."""
+    from pathlib import Path
+
+    from nextgpt_mini.utils import atomic_write_text
+
+    out = Path(out_dir)
+    atomic_write_text(out / f"{stem}.txt", result.text + "\n")
+    paths: dict[str, Any] = {"text": out / f"{stem}.txt"}
+    ext = {"image": "png", "video": "mp4", "audio": "wav"}
+    for m in MODALITIES:
+        paths[m] = [decoders[m].save(item, out / f"{stem}_{m}{k}.{ext[m]}") for k, item in enumerate(result.media(m))]
+    return paths
+
+
+def summarize(result: GenerationResult) -> str:
+    parts = [result.text]
+    for o in result.outputs:
+        parts.append(f"[{o['modality']} {o['index']}]")
+    if result.completed:
+        parts.append(f"(completed signal runs: {', '.join(result.completed)})")
+    return " ".join(parts)
+
+
