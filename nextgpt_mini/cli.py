@@ -175,6 +175,45 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_chat(args) -> int:
+    """An interactive conversation in the terminal; generated media are written to --out."""
+    from nextgpt_mini.decoders import Decoders
+    from nextgpt_mini.encoders.preprocess import MediaError
+    from nextgpt_mini.generation import save_result
+
+    model = load_system(args)
+    decoders = Decoders(model.profile)
+    print("nextgpt-mini chat: type a message; attach files with @path (e.g. @cat.png); 'new' starts over; 'quit' ends.")
+    history, turn = None, 0
+    while True:
+        try:
+            line = input("you> ").strip()
+        except EOFError:
+            break
+        if line in ("quit", "exit"):
+            break
+        if line == "new":
+            history = None
+            continue
+        if not line:
+            continue
+        media = [w[1:] for w in line.split() if w.startswith("@") and len(w) > 1]
+        text = " ".join(w for w in line.split() if not w.startswith("@")) or "Describe this."
+        try:
+            result = model.generate(text, media, history=history, decoders=decoders, seed=args.seed)
+        except (ValueError, FileNotFoundError, MediaError) as err:
+            print(f"error: {err}")
+            continue
+        paths = save_result(result, args.out, decoders, stem=f"turn{turn}")
+        turn += 1
+        print(f"model> {result.text}")
+        for m in ("image", "video", "audio"):
+            for path in paths[m]:
+                print(f"       [{m}: {path}]")
+        history = result.history
+    return 0
+
+
 def cmd_caption(args) -> int:
     """Caption media files with a stage-1 checkpoint."""
     from nextgpt_mini.encoders.encode import encode
@@ -194,7 +233,7 @@ def cmd_caption(args) -> int:
 def cmd_demo(args) -> int:
     from nextgpt_mini.demo import run_demo
 
-    return run_demo(out_dir=args.out)
+    return run_demo(out_dir=args.out, quick=args.quick)
 
 
 # --------------------------------------------------------------------------------------------
@@ -260,14 +299,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_generate)
 
+    p = sub.add_parser("chat", help="talk to a trained system in the terminal (media in with @path, out as files)")
+    _add_profile_args(p)
+    p.add_argument("--checkpoint", default=None, help="a save_pretrained folder, or a `train` output folder")
+    p.add_argument("--out", default="outputs/chat")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_chat)
+
     p = sub.add_parser("caption", help="caption media files with a trained checkpoint")
     p.add_argument("files", nargs="+")
     _add_profile_args(p)
     p.add_argument("--checkpoint", default=None, help="a folder written by `nextgpt-mini train`")
     p.set_defaults(func=cmd_caption)
 
-    p = sub.add_parser("demo", help="the main job: run what the package can do end to end (tiny profile)")
+    p = sub.add_parser("demo", help="the main job: train the tiny system, converse in every direction, write a report")
     p.add_argument("--out", default="outputs/demo")
+    p.add_argument("--quick", action="store_true", help="a few steps per stage (checks the plumbing; numbers meaningless)")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -25,15 +26,36 @@ def test_make_samples_command(tmp_path, capsys):
 
 def test_console_script_entry_point_runs_in_a_fresh_process(tmp_path):
     # the installed `nextgpt-mini` script is `nextgpt_mini.cli:main`; run it as a module the same way
-    out = subprocess.run([sys.executable, "-m", "nextgpt_mini.cli", "demo", "--out", str(tmp_path / "demo")],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-m", "nextgpt_mini.cli", "demo", "--quick", "--out", str(tmp_path / "demo")],
+                         capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr
     assert "not yet built" in out.stdout  # the demo says what it did not do
     assert out.stdout.count("(right: True)") == 3  # the shipped encoder matches caption, caption and sound
     assert (tmp_path / "demo" / "image.png").is_file() and (tmp_path / "demo" / "audio.wav").is_file()
     assert all((tmp_path / "demo" / f"generated_{m}").is_file() for m in ("image.png", "video.mp4", "audio.wav"))
+    # the main job: three stages, a conversation in all six directions, the saved system, the report
+    for direction in ("T->I", "I->T", "T->A", "A->T", "T->V", "V->T"):
+        assert f"{direction}  user:" in out.stdout
+    assert all(f"stage {s}:" in out.stdout for s in "123")
+    saved = tmp_path / "demo" / "checkpoint"
+    assert sorted(p.name for p in saved.iterdir()) == ["config.json", "trained.safetensors"]
+    report = (tmp_path / "demo" / "report.html").read_text()
+    assert report.count("<tr><td>") == 6
+    assert all(d in report for d in ("T-&gt;I", "I-&gt;T", "T-&gt;A", "A-&gt;T", "T-&gt;V", "V-&gt;T"))
 
 
 def test_unknown_command_exits_non_zero():
     out = subprocess.run([sys.executable, "-m", "nextgpt_mini.cli", "fly"], capture_output=True, text=True)
     assert out.returncode != 0 and "invalid choice" in out.stderr
+
+
+def test_chat_loop_answers_keeps_history_and_reports_bad_files(monkeypatch, capsys, tmp_path):
+    from nextgpt_mini.course import data_samples_dir
+
+    lines = iter(["What sound does a red circle make?", f"What is this? @{data_samples_dir() / 'images' / 'image_00.png'}",
+                  "What is this? @/no/such/file.png", "new", "quit"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(lines))
+    assert main(["chat", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("model> ") == 2 and "error: " in out and "/no/such/file.png" in out
+    assert (tmp_path / "turn0.txt").is_file() and (tmp_path / "turn1.txt").is_file()
