@@ -101,7 +101,8 @@ def run_demo(out_dir: str | Path = "outputs/demo", quick: bool = False) -> int:
     print("summary (measured in this run):")
     for line in summary_lines(numbers):
         print(f"   {line}")
-    print("not yet built (later chapters): the chat widget; the demo will show it once it exists.")
+    print(f"talk to it: `nextgpt-mini chat --checkpoint {saved}` in a terminal, or in a notebook "
+          f"`ChatUI(NextGPT.from_pretrained({str(saved)!r}))` (nextgpt_mini.ui)")
     print(f"done in {time.perf_counter() - start:.1f} s; files in {out}")
     return 0
 

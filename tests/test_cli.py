@@ -29,7 +29,7 @@ def test_console_script_entry_point_runs_in_a_fresh_process(tmp_path):
     out = subprocess.run([sys.executable, "-m", "nextgpt_mini.cli", "demo", "--quick", "--out", str(tmp_path / "demo")],
                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr
-    assert "not yet built" in out.stdout  # the demo says what it did not do
+    assert "talk to it: `nextgpt-mini chat --checkpoint" in out.stdout
     assert out.stdout.count("(right: True)") == 3  # the shipped encoder matches caption, caption and sound
     assert (tmp_path / "demo" / "image.png").is_file() and (tmp_path / "demo" / "audio.wav").is_file()
     assert all((tmp_path / "demo" / f"generated_{m}").is_file() for m in ("image.png", "video.mp4", "audio.wav"))
