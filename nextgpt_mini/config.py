@@ -345,8 +345,9 @@ def _tiny() -> ProfileConfig:
         train=TrainConfig(
             lr=1e-2, batch_size=16, steps={"1": 300, "2": 500, "3": 400}, mixed_precision="no", eval_every=50,
             # the output projectors are transformers: a gentler rate, and more (smaller) steps in the
-            # same minute than the one-layer input projector needs
-            stage_overrides={"2": {"lr": 3e-3, "batch_size": 8, "eval_every": 100}, "3": {"eval_every": 200}},
+            # same minute than the one-layer input projector needs. Stage 3 at batch 8: right signal
+            # tokens in 98.5% of held-out first replies after 400 steps (100% at batch 16, twice the time)
+            stage_overrides={"2": {"lr": 3e-3, "batch_size": 8, "eval_every": 100}, "3": {"batch_size": 8, "eval_every": 200}},
         ),
     )
 
