@@ -118,26 +118,17 @@ class NextGPT(nn.Module):
         Written to a temporary folder and swapped in, so an existing save is never half-replaced.
         """
         import json
-        import os
-        import shutil
 
         from safetensors.torch import save_file
 
-        folder = Path(folder)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = folder.parent / f".{folder.name}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
+        from nextgpt_mini.utils import atomic_folder
+
         config = {"format": "nextgpt-mini", "version": 1, "lora": any("lora_" in n for n, _ in self.llm.named_parameters()),
                   "profile": self.profile.to_dict()}
-        (tmp / "config.json").write_text(json.dumps(config, indent=2))
-        save_file(self.trained_state_dict(), tmp / "trained.safetensors")
-        old = folder.parent / f".{folder.name}.old"
-        shutil.rmtree(old, ignore_errors=True)
-        if folder.exists():
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        shutil.rmtree(old, ignore_errors=True)
+        with atomic_folder(folder) as tmp:
+            (tmp / "config.json").write_text(json.dumps(config, indent=2))
+            save_file(self.trained_state_dict(), tmp / "trained.safetensors")
+        folder = Path(folder)
         return folder
 
     @classmethod

@@ -27,6 +27,7 @@ import torch
 from nextgpt_mini.data import toyworld as tw
 from nextgpt_mini.data.mosit import describe_answer, strip_answer
 from nextgpt_mini.prompts import collate, dialogue_segments, tokenize_segments
+from nextgpt_mini.training import epoch_order
 
 MODALITIES = ("image", "video", "audio")
 INSTRUCTIONS = {
@@ -133,14 +134,9 @@ class CaptionBatches:
         self.batch_size, self.max_length, self.seed = batch_size, max_length, seed
 
     def _indices(self, modality: str, step: int) -> list[int]:
-        n = len(self.sets[modality])
         turn = step // len(self.order)  # how many batches of this modality came before
-        out = []
-        for k in range(turn * self.batch_size, (turn + 1) * self.batch_size):
-            epoch, pos = divmod(k, n)
-            perm = np.random.default_rng([self.seed, MODALITIES.index(modality), epoch]).permutation(n)
-            out.append(int(perm[pos]))
-        return out
+        return epoch_order(len(self.sets[modality]), turn * self.batch_size, self.batch_size,
+                           [self.seed, MODALITIES.index(modality)])
 
     def batch(self, step: int, rank: int = 0, world: int = 1) -> dict:
         modality = self.order[step % len(self.order)]

@@ -24,6 +24,7 @@ import torch
 
 from nextgpt_mini.data import toyworld as tw
 from nextgpt_mini.prompts import collate, dialogue_segments, tokenize_segments
+from nextgpt_mini.training import epoch_order
 
 MODALITIES = ("image", "video", "audio")
 # The requests of the toy world's T->I / T->V / T->A dialogues (data/mosit.py), and their answers.
@@ -133,14 +134,9 @@ class SignalBatches:
         self.batch_size, self.max_length, self.seed = batch_size, max_length, seed
 
     def _indices(self, modality: str, step: int) -> list[int]:
-        n = len(self.sets[modality])
         turn = step // len(self.order)
-        out = []
-        for k in range(turn * self.batch_size, (turn + 1) * self.batch_size):
-            epoch, pos = divmod(k, n)
-            perm = np.random.default_rng([self.seed, 2, MODALITIES.index(modality), epoch]).permutation(n)
-            out.append(int(perm[pos]))
-        return out
+        return epoch_order(len(self.sets[modality]), turn * self.batch_size, self.batch_size,
+                           [self.seed, 2, MODALITIES.index(modality)])
 
     def examples(self, modality: str, indices: list[int]) -> dict:
         data = self.sets[modality]

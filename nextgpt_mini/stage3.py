@@ -25,6 +25,7 @@ import torch
 from nextgpt_mini.data import mosit
 from nextgpt_mini.data import toyworld as tw
 from nextgpt_mini.prompts import STOP, collate, dialogue_segments, tokenize_segments
+from nextgpt_mini.training import epoch_order
 
 MODALITIES = ("image", "video", "audio")
 
@@ -130,12 +131,8 @@ class BlendedBatches:
         task = self.order[step % len(self.order)]
         members = self.groups[task]
         turn = step // len(self.order)
-        out = []
-        for k in range(turn * self.batch_size, (turn + 1) * self.batch_size):
-            epoch, pos = divmod(k, len(members))
-            perm = np.random.default_rng([self.seed, 3, self.order.index(task), epoch]).permutation(len(members))
-            out.append(members[int(perm[pos])])
-        return task, out
+        picks = epoch_order(len(members), turn * self.batch_size, self.batch_size, [self.seed, 3, self.order.index(task)])
+        return task, [members[i] for i in picks]
 
     def examples(self, indices: list[int]) -> dict:
         exs, media, targets = [], [], []

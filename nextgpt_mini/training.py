@@ -18,17 +18,18 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from torch import nn
 
 from nextgpt_mini.config import TrainConfig
+from nextgpt_mini.utils import atomic_folder
 
 STAGE_TRAINS: dict[str, tuple[str, ...]] = {
     "1": ("input_projector",),
@@ -215,23 +216,14 @@ class Trainer:
         target = self.out_dir / CHECKPOINT
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            tmp = self.out_dir / f".{CHECKPOINT}.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir()
-            weights = {n: p.detach().to("cpu").contiguous() for n, p in self.named.items()}
-            save_file(weights, tmp / "trainable.safetensors", metadata={"stage": self.stage, "step": str(self.step)})
-            torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
-            torch.save(self.scheduler.state_dict(), tmp / "scheduler.pt")
-            torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
-            state = {"stage": self.stage, "step": self.step, "steps": self.steps, "history": self.history, "evals": self.evals}
-            (tmp / "trainer_state.json").write_text(json.dumps(state))
-            old = self.out_dir / f".{CHECKPOINT}.old"
-            shutil.rmtree(old, ignore_errors=True)
-            if target.exists():
-                os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
+            with atomic_folder(target) as tmp:
+                weights = {n: p.detach().to("cpu").contiguous() for n, p in self.named.items()}
+                save_file(weights, tmp / "trainable.safetensors", metadata={"stage": self.stage, "step": str(self.step)})
+                torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+                torch.save(self.scheduler.state_dict(), tmp / "scheduler.pt")
+                torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
+                state = {"stage": self.stage, "step": self.step, "steps": self.steps, "history": self.history, "evals": self.evals}
+                (tmp / "trainer_state.json").write_text(json.dumps(state))
         self.accelerator.wait_for_everyone()
         return target
 
@@ -276,6 +268,17 @@ class Trainer:
 
 def _unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)
+
+
+def epoch_order(n: int, first: int, count: int, seed: list[int]) -> list[int]:
+    """Positions first .. first+count-1 of an endless walk over items 0..n-1 that takes a fresh
+    permutation each epoch, seeded by `seed + [epoch]`: a pure function of its arguments, which is
+    what makes a resumed run see the batches the uninterrupted one would have."""
+    out = []
+    for k in range(first, first + count):
+        epoch, pos = divmod(k, n)
+        out.append(int(np.random.default_rng([*seed, epoch]).permutation(n)[pos]))
+    return out
 
 
 def warmup_cosine(optimizer, warmup: int, total: int, floor: float = 0.0):

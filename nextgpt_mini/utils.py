@@ -88,6 +88,33 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+@contextlib.contextmanager
+def atomic_folder(folder: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty sibling `.<name>.tmp` folder to fill; on success it replaces `folder`.
+
+    The old folder is first renamed to `.<name>.old` and removed only after the swap, so a crash
+    leaves either the old or the new folder complete (a reader may fall back to `.<name>.old`).
+    On an error the temporary folder is removed and `folder` is untouched.
+    """
+    import shutil
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp, old = folder.parent / f".{folder.name}.tmp", folder.parent / f".{folder.name}.old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
