@@ -17,7 +17,6 @@ against `media_dir` (default: the JSON file's folder).
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -25,18 +24,6 @@ MODALITIES = ("image", "video", "audio")
 ROLE = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
 PLACEHOLDER = re.compile(r"\s*<(image|video|audio)>\s*")
 CODE = {"text": "T", "image": "I", "video": "V", "audio": "A"}
-
-
-def _load_list(path: Path) -> list:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such instruction file")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
-    return data
 
 
 def _clean(text: str) -> str:
@@ -143,10 +130,10 @@ def detect_format(records: list) -> str:
 
 def read_dialogues(path: str | Path, media_dir: str | Path | None = None, fmt: str | None = None) -> list[dict]:
     """Any supported instruction file as our dialogues (see the module docstring)."""
-    from nextgpt_mini.data.mosit import load_dialogues
+    from nextgpt_mini.data.mosit import check_dialogues, read_json_list
 
     path = Path(path)
-    records = _load_list(path)
+    records = read_json_list(path, "instruction")
     if not records:
         raise ValueError(f"{path}: the file holds no records")
     try:
@@ -155,7 +142,7 @@ def read_dialogues(path: str | Path, media_dir: str | Path | None = None, fmt: s
         raise ValueError(f"{path}: {err}") from None
     media_dir = Path(media_dir) if media_dir is not None else path.parent
     if fmt == "mosit":
-        return load_dialogues(path)
+        return check_dialogues(records, path)
     if fmt == "nextgpt":
         return from_nextgpt(records, media_dir, str(path))
     if fmt == "llava":

@@ -141,17 +141,27 @@ def dialogue_text(dialogue: dict) -> str:
     return " ".join(t["text"] for t in dialogue["turns"])
 
 
-def load_dialogues(path: str | Path) -> list[dict]:
-    """Read our MosIT JSON; media paths become absolute. Errors name the file and the problem."""
+def read_json_list(path: str | Path, what: str = "dialogue") -> list:
+    """A JSON file that must hold a list; errors name the file and the problem."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such dialogue file")
+        raise FileNotFoundError(f"{path}: no such {what} file")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a JSON list of dialogues, got {type(data).__name__}")
+        raise ValueError(f"{path}: expected a JSON list of {what}s, got {type(data).__name__}")
+    return data
+
+
+def load_dialogues(path: str | Path) -> list[dict]:
+    """Read our MosIT JSON; media paths become absolute. Errors name the file and the problem."""
+    return check_dialogues(read_json_list(path), Path(path))
+
+
+def check_dialogues(data: list, path: Path) -> list[dict]:
+    """Validate dialogues read from `path` and make their media paths absolute (relative to it)."""
     for k, d in enumerate(data):
         if not isinstance(d, dict) or not isinstance(d.get("turns"), list) or not d["turns"]:
             raise ValueError(f"{path}: dialogue {k} has no 'turns' list")
