@@ -45,7 +45,7 @@ samples: $(STAMP)
 	$(VENV)/bin/nextgpt-mini make-samples --out data_samples
 
 bench: $(STAMP)
-	$(PY) benchmarks/cpu_bench.py
+	$(PY) benchmarks/gpu_bench.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check nextgpt_mini tests benchmarks

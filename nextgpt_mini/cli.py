@@ -137,7 +137,8 @@ def _train_stage3(model, args) -> int:
     print(f"held-out first replies with the right signal tokens (the complete run of the asked modality, none "
           f"when no media is asked): {first.get('signal_accuracy', float('nan')):.1%} -> {last['signal_accuracy']:.1%}")
     if "attr_acc" in last:
-        print(f"held-out media->text answers, attributes named right: {last['attr_acc']:.1%} (chance {last['attr_chance']:.1%})")
+        print(f"held-out media->text answers, attributes named right: {last['attr_acc']:.1%} (chance {last['attr_chance']:.1%}); "
+              f"every attribute right: {last['exact_acc']:.1%} (chance {last['exact_chance']:.2%})")
     return 0
 
 
@@ -236,6 +237,46 @@ def cmd_demo(args) -> int:
     return run_demo(out_dir=args.out, quick=args.quick)
 
 
+def cmd_params(args) -> int:
+    """The parameter table of a profile at full size, built empty (no download, no weights)."""
+    from nextgpt_mini.accounting import PAPER_TABLE_1, format_table, full_size_table_with_decoders
+
+    profile = _profile(args)
+    rows = full_size_table_with_decoders(profile, stage=args.stage)
+    print(f"profile {profile.name}, what stage {args.stage} trains (built on the meta device: no weights)")
+    print(format_table(rows, PAPER_TABLE_1 if profile.name == "paper" else None))
+    everything = sum(r.total for r in rows)
+    signal = sum(r.trainable for r in rows if r.module == "signal-token rows")
+    trained = sum(r.trainable for r in rows)
+    print(f"trained share as the paper counts it (LoRA + projectors): {100 * (trained - signal) / everything:.3f}%; "
+          f"with the signal-token rows, which also train: {100 * trained / everything:.3f}%")
+    return 0
+
+
+def cmd_memory(args) -> int:
+    """Estimate GPU and CPU memory for inference or a training stage, and whether it fits."""
+    from nextgpt_mini.memory import format_plan, plan
+
+    if (args.stage is None) == (not args.inference):
+        raise ValueError("give exactly one of --stage 1|2|3 and --inference")
+    print(format_plan(plan(_profile(args), stage=args.stage, dtype=args.dtype, gpu_gb=args.gpu_gb,
+                           batch_size=args.batch_size)))
+    return 0
+
+
+def cmd_download(args) -> int:
+    """Fetch (or with --check, list) every weight the profile loads from the network."""
+    from nextgpt_mini import download as dl
+
+    profile = _profile(args)
+    if not args.check:
+        fetched = dl.download(profile, args.dir)
+        print(f"fetched {len(fetched)} of {len(dl.sources(profile))}; the rest were already there")
+    rows = dl.check(profile, args.dir)
+    print(dl.format_check(profile, rows, args.dir))
+    return 0 if all(present for _, present in rows) else 1
+
+
 # --------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nextgpt-mini", description="NExT-GPT, built chapter by chapter.")
@@ -252,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_make_samples)
 
     p = sub.add_parser("build-tiny", help="rebuild a tiny-profile asset shipped in the package")
-    p.add_argument("what", choices=["tokenizer", "encoder", "llm"], help="which asset")
+    p.add_argument("what", choices=["tokenizer", "encoder", "llm", "system"], help="which asset (system: the trained tiny system, after encoder and llm)")
     p.add_argument("--out", default=None, help="write here instead of into the package")
     p.add_argument("--quick", action="store_true", help="a few steps only (to test the build code)")
     p.set_defaults(func=cmd_build_tiny)
@@ -311,6 +352,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_profile_args(p)
     p.add_argument("--checkpoint", default=None, help="a folder written by `nextgpt-mini train`")
     p.set_defaults(func=cmd_caption)
+
+    p = sub.add_parser("params", help="the parameter table of a profile at full size, without weights")
+    _add_profile_args(p)
+    p.add_argument("--stage", default="3", choices=["1", "2", "3"], help="which stage's trainable parameters to count")
+    p.set_defaults(func=cmd_params)
+
+    p = sub.add_parser("memory", help="estimate GPU/CPU memory for inference or a stage; does it fit?")
+    _add_profile_args(p)
+    p.add_argument("--stage", default=None, choices=["1", "2", "3"])
+    p.add_argument("--inference", action="store_true")
+    p.add_argument("--dtype", default="fp16", choices=["fp32", "fp16", "bf16", "int8", "int4"], help="the LLM's weights")
+    p.add_argument("--gpu-gb", type=float, default=15.0, help="GPU memory in GB (default 15: a Colab T4)")
+    p.add_argument("--batch-size", type=int, default=None, help="per-device batch (default: the profile's)")
+    p.set_defaults(func=cmd_memory)
+
+    p = sub.add_parser("download", help="prefetch every weight a profile needs (for a room, a shared drive, a job)")
+    _add_profile_args(p)
+    p.add_argument("--dir", default=None, help="download here (D/hub: a Hugging Face cache, D/imagebind) "
+                   "instead of the default caches")
+    p.add_argument("--check", action="store_true", help="only list what is present and what is missing")
+    p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("demo", help="the main job: train the tiny system, converse in every direction, write a report")
     p.add_argument("--out", default="outputs/demo")

@@ -429,3 +429,31 @@ def distance(pred: torch.Tensor, target: torch.Tensor, kind: str = "l2") -> torc
     if kind == "cosine":
         return (1 - F.cosine_similarity(pred, target, dim=-1)).mean(-1)
     raise ValueError(f"unknown distance {kind!r}: expected l2, mse or cosine")
+
+
+def decoder_parameter_counts(profile, modality: str) -> dict[str, int]:
+    """{component: parameters} of the profile's decoder for `modality`, without loading weights:
+    full-size hub ids are built empty from `decoder_configs`; the tiny decoders are built (small);
+    a local folder is built empty from the configs saved in it."""
+    from nextgpt_mini.decoder_configs import BUILDABLE, FULL_SIZE_DECODERS, build_empty, full_size_counts
+
+    cfg = getattr(profile, f"{modality}_decoder")
+    if cfg.name_or_path in FULL_SIZE_DECODERS:
+        return full_size_counts(cfg.name_or_path)
+    if cfg.name_or_path == "tiny":
+        pipe = TINY_BUILDERS[modality]()
+        return {name: sum(p.numel() for p in part.parameters()) for name, part in pipe.components.items()
+                if isinstance(part, torch.nn.Module)}
+    folder = Path(cfg.name_or_path)
+    index = folder / "model_index.json"
+    if not index.is_file():
+        raise FileNotFoundError(f"{folder}: no model_index.json (expected a diffusers pipeline folder or a known hub id)")
+    import json
+
+    counts = {}
+    for name, spec in json.loads(index.read_text()).items():
+        if name.startswith("_") or not isinstance(spec, list) or spec[1] not in BUILDABLE:
+            continue  # schedulers, tokenizers and the like hold no parameters
+        config = json.loads((folder / name / "config.json").read_text())
+        counts[name] = sum(p.numel() for p in build_empty(spec[1], {k: v for k, v in config.items() if not k.startswith("_")}).parameters())
+    return counts

@@ -86,7 +86,7 @@ def run_demo(out_dir: str | Path = "outputs/demo", quick: bool = False) -> int:
         print(f"   {path}  from conditioning {tuple(cond.shape[1:])} of {item.caption!r}")
 
     print("6. the three training stages on toy-world data" + (" (quick: a few steps each)" if quick else ""))
-    model, numbers = train_stages(profile, out, quick)
+    model, numbers = train_stages(profile, out, quick, decoders)
 
     print("7. a scripted conversation, every direction")
     turns = converse(model, decoders, out)
@@ -107,12 +107,14 @@ def run_demo(out_dir: str | Path = "outputs/demo", quick: bool = False) -> int:
     return 0
 
 
-def train_stages(profile, out: Path, quick: bool):
-    """Stages 1, 2, 3 in order on one model; returns (model, {stage: (steps, seconds, first, last)})."""
+def train_stages(profile, out: Path, quick: bool, decoders=None):
+    """Stages 1, 2, 3 in order on one model; returns (model, {stage: (steps, seconds, first, last),
+    "reading": the media -> text report on 90 held-out questions})."""
+    from nextgpt_mini.decoders import Decoders
     from nextgpt_mini.model import NextGPT
     from nextgpt_mini.stage1 import run_stage1
     from nextgpt_mini.stage2 import run_stage2
-    from nextgpt_mini.stage3 import run_stage3
+    from nextgpt_mini.stage3 import reading_report, run_stage3
 
     model = NextGPT.from_profile(profile)
     numbers = {}
@@ -120,6 +122,8 @@ def train_stages(profile, out: Path, quick: bool):
         steps = 6 if quick else None
         result = run(model, out_dir=str(out / f"stage{stage}"), steps=steps, cache_dir=str(out / ".cache"))
         numbers[stage] = (result.steps, result.seconds, result.first_eval, result.last_eval)
+    if not quick:
+        numbers["reading"] = reading_report(model, decoders or Decoders(profile), seed=profile.seed)
     return model, numbers
 
 
@@ -185,8 +189,7 @@ def summary_lines(numbers: dict) -> list[str]:
     if "1" in numbers:
         steps, secs, first, last = numbers["1"]
         lines.append(f"stage 1: {steps} steps in {secs:.0f} s; held-out caption loss {first['heldout_loss']:.3f} -> "
-                     f"{last['heldout_loss']:.3f}; attributes named right {last.get('attr_acc', float('nan')):.1%} "
-                     f"(chance {last.get('attr_chance', float('nan')):.1%})")
+                     f"{last['heldout_loss']:.3f}; {_attributes(last)}")
     if "2" in numbers:
         steps, secs, first, last = numbers["2"]
         lines.append(f"stage 2: {steps} steps in {secs:.0f} s; held-out alignment distance {first['distance']:.3f} -> "
@@ -195,6 +198,15 @@ def summary_lines(numbers: dict) -> list[str]:
         steps, secs, first, last = numbers["3"]
         lines.append(f"stage 3: {steps} steps in {secs:.0f} s; held-out dialogue NLL {first['heldout_nll']:.3f} -> "
                      f"{last['heldout_nll']:.3f}; right signal tokens in first replies {first['signal_accuracy']:.1%} -> "
-                     f"{last['signal_accuracy']:.1%}; media->text attributes {last.get('attr_acc', float('nan')):.1%} "
-                     f"(chance {last.get('attr_chance', float('nan')):.1%})")
+                     f"{last['signal_accuracy']:.1%}")
+    if "reading" in numbers:
+        lines.append(f"media->text, 90 held-out questions about images, videos and sounds: {_attributes(numbers['reading'])}")
     return lines
+
+
+def _attributes(ev: dict) -> str:
+    """Held-out attribute naming next to chance: whole answers (every attribute right) and per attribute."""
+    nan = float("nan")
+    exact, exact_chance = ev.get("exact_acc", nan), ev.get("exact_chance", nan)
+    return (f"every attribute right {exact:.1%} (chance {exact_chance:.2%}, {exact / exact_chance:.1f}x); "
+            f"per attribute {ev.get('attr_acc', nan):.1%} (chance {ev.get('attr_chance', nan):.1%})")

@@ -335,3 +335,83 @@ def ex06_3(losses) -> None:
         assert with_video > without_video, "with the video distance weighted in, the loss must be larger"
 
     check("06.3", None if losses is None or None in tuple(losses) else losses, test)
+
+
+def ex07_1(asked_for, ids, model) -> None:
+    """The output modalities a token list asks for."""
+
+    def test(value):
+        expected = [m for m, group in model.signal.ids.items() if any(i in group for i in ids)]
+        assert sorted(value) == sorted(expected), f"{sorted(value)}: look for each modality's signal ids"
+
+    check("07.1", asked_for, test)
+
+
+def ex07_2(complete, model) -> None:
+    """complete(ids) makes every signal run whole, as generation.complete_signal_runs does."""
+
+    def test(fn):
+        from nextgpt_mini.generation import complete_signal_runs
+
+        sig, word = model.signal.ids, model.tokenizer("here", add_special_tokens=False)["input_ids"]
+        cases = [word + sig["audio"][:2], word + sig["image"] + word, sig["video"][:1] + word + sig["audio"][:3], word,
+                 sig["image"][1:3] + sig["audio"][:1]]
+        for ids in cases:
+            got = fn(list(ids))
+            if got is None:
+                raise NotImplementedError
+            want = complete_signal_runs(list(ids), sig, max_per_modality=99)[0]
+            assert list(got) == want, f"for {model.tokenizer.convert_ids_to_tokens(ids)}"
+
+    check("07.2", complete, test)
+
+
+def ex07_3(conditioning, model) -> None:
+    """The video conditioning of "Make a video of a red square moving down slowly."."""
+
+    def test(value):
+        import torch
+
+        result = model.generate("Make a video of a red square moving down slowly.", seed=0)
+        assert "video" in result.conditioning, "the model did not ask for a video for this prompt"
+        torch.testing.assert_close(torch.as_tensor(value).float(), result.conditioning["video"].float(), rtol=1e-4, atol=1e-5)
+
+    check("07.3", conditioning, test)
+
+
+def ex08_1(share) -> None:
+    """The paper system's share (%) trained in stage 1."""
+
+    def test(value):
+        from nextgpt_mini.accounting import full_size_table_with_decoders
+
+        rows = full_size_table_with_decoders("paper", stage="1")
+        expected = 100 * sum(r.trainable for r in rows) / sum(r.total for r in rows)
+        assert abs(float(value) - expected) < 1e-3 * expected, f"{value} is not the share in % (a fraction? x 100)"
+
+    check("08.1", share, test)
+
+
+def ex08_2(batch) -> None:
+    """The largest per-device batch (1-64) for which colab stage 3 without gradient checkpointing
+    fits 15 GB by the planner."""
+
+    def test(value):
+        from nextgpt_mini.memory import plan
+
+        expected = max(b for b in range(1, 65) if plan("colab", stage="3", checkpointing=False, batch_size=b).fits)
+        assert int(value) == expected, f"{value}: plan with batch {int(value) + 1} and see whether it fits"
+
+    check("08.2", batch, test)
+
+
+def ex08_3(count) -> None:
+    """Vicuna-7B's LoRA parameters with r = 32 on q, k, v and o, by hand."""
+
+    def test(value):
+        from nextgpt_mini.accounting import full_size_table
+
+        lora = {r.module: r.total for r in full_size_table("paper")}["LoRA"]
+        assert int(value) == lora, f"{value} != {lora:,}: r x (in + out) per projection, 4 per layer, 32 layers"
+
+    check("08.3", count, test)

@@ -35,6 +35,7 @@ class GenerationResult:
     outputs: list[dict] = field(default_factory=list)  # per generated item: modality, index, text before it
     token_ids: list[int] = field(default_factory=list)  # the answer as generated (before completion)
     completed: list[str] = field(default_factory=list)  # modalities whose signal run had to be completed
+    conditioning: dict = field(default_factory=dict)  # modality -> what the output projector gave the decoder
     history: list[dict] = field(default_factory=list)  # the conversation so far, for the next call
 
     def media(self, modality: str) -> list:
@@ -60,7 +61,8 @@ def _media_inputs(model, media) -> list[dict]:
     return items
 
 
-def _prompt(model, turns: list[dict]):
+def prompt_example(model, turns: list[dict]):
+    """The conversation so far as the LLM reads it: (tokenized example, media embeddings in order)."""
     p = model.profile
     segments = dialogue_segments(turns, p.llm.template, model.signal.tokens, model.tokenizer)
     ex = tokenize_segments(segments, model.tokenizer, p.llm.max_length, signal_ids=model.signal.ids)
@@ -106,7 +108,7 @@ def generate(model, prompt: str, media: list | None = None, history: list[dict] 
         raise ValueError("prompt: expected a non-empty string")
     turns = [dict(t) for t in (history or [])]
     turns.append({"role": "user", "text": prompt.strip(), "media": _media_inputs(model, media or [])})
-    ex, media_emb = _prompt(model, turns)
+    ex, media_emb = prompt_example(model, turns)
     if len(ex.media_positions) != len(media_emb):
         raise ValueError(f"the conversation is longer than the LLM's {model.profile.llm.max_length} tokens: "
                          "start a new one (history=None) or shorten the prompt")
@@ -133,7 +135,8 @@ def generate(model, prompt: str, media: list | None = None, history: list[dict] 
     projected = model.project_signals(hidden, soft_full, spans) if runs else {}
 
     text = model.tokenizer.decode([i for i in answer if i not in _all_signal_ids(model)], skip_special_tokens=True).strip()
-    result = GenerationResult(text=text, token_ids=raw, completed=completed)
+    result = GenerationResult(text=text, token_ids=raw, completed=completed,
+                              conditioning={m: cond for m, (cond, _) in projected.items()})
     if runs:
         from nextgpt_mini.decoders import Decoders
 

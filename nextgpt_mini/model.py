@@ -133,10 +133,13 @@ class NextGPT(nn.Module):
 
     @classmethod
     def from_pretrained(cls, folder) -> "NextGPT":
-        """A system saved by `save_pretrained`: its profile's frozen parts plus the trained weights."""
+        """A system saved by `save_pretrained`: its profile's frozen parts plus the trained weights.
+        `folder` may be "package:tiny_system", the trained tiny system shipped with the package."""
         import json
 
-        folder = Path(folder)
+        from nextgpt_mini.utils import asset_path
+
+        folder = asset_path(folder) if str(folder).startswith("package:") else Path(folder)
         path = folder / "config.json"
         if not path.is_file():
             raise FileNotFoundError(f"{folder}: no config.json (expected a folder written by NextGPT.save_pretrained)")
@@ -226,6 +229,11 @@ class NextGPT(nn.Module):
             target = torch.stack([targets[b][k] for b, k in index]).to(pred.device, pred.dtype)
             out[m] = distance(pred, target, self.profile.train.distance).mean()
         return out
+
+    def forward(self, batch: dict[str, Any], stage: str) -> dict[str, torch.Tensor]:
+        """`stage_loss`, as the module's forward: DistributedDataParallel synchronises gradients
+        only for a backward that follows a call through its own forward."""
+        return self.stage_loss(batch, stage)
 
     def stage_loss(self, batch: dict[str, Any], stage: str) -> dict[str, torch.Tensor]:
         """NLL of the answer; in stages 2 and 3 plus the weighted alignment distance at signal spans.

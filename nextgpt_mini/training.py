@@ -109,7 +109,7 @@ class Trainer:
         progress: bool = True,
         log_every: int = 1,
     ):
-        from accelerate import Accelerator
+        from accelerate import Accelerator, DistributedDataParallelKwargs
 
         cfg = cfg.for_stage(stage)
         self.system, self.stage, self.source, self.cfg = system, stage, source, cfg
@@ -122,10 +122,14 @@ class Trainer:
         self.progress = progress
         self.log_every = log_every
         use_cuda = torch.cuda.is_available()
+        # Stages 2 and 3 take one modality per batch, so the other modalities' output projectors get
+        # no gradient in that step: DDP must be told, or it waits for them forever.
+        ddp = DistributedDataParallelKwargs(find_unused_parameters=stage != "1")
         self.accelerator = Accelerator(
             gradient_accumulation_steps=cfg.grad_accum,
             mixed_precision=cfg.mixed_precision if use_cuda else "no",
             cpu=not use_cuda,
+            kwargs_handlers=[ddp],
         )
         self.named = select_trainable(system, stage)
         self.optimizer = torch.optim.AdamW(
@@ -159,7 +163,7 @@ class Trainer:
                 for micro in range(self.cfg.grad_accum):
                     batch = self.source.batch(self.step * self.cfg.grad_accum + micro, acc.process_index, acc.num_processes)
                     with acc.accumulate(self.model):
-                        out = _unwrap(self.model).stage_loss(batch, self.stage)
+                        out = self._loss(batch)
                         acc.backward(out["loss"])
                         if acc.sync_gradients and self.cfg.grad_clip:
                             acc.clip_grad_norm_(list(self.named.values()), self.cfg.grad_clip)
@@ -167,8 +171,8 @@ class Trainer:
                         if acc.sync_gradients:  # one schedule step per optimizer update
                             self.scheduler.step()
                         self.optimizer.zero_grad(set_to_none=True)
-                    for k, v in out.items():
-                        losses[k] = losses.get(k, 0.0) + float(v.detach()) / self.cfg.grad_accum
+                    for k, v in out.items():  # logged as the global batch's: the mean over processes
+                        losses[k] = losses.get(k, 0.0) + float(acc.reduce(v.detach(), "mean")) / self.cfg.grad_accum
                 self.step += 1
                 record = {"step": self.step, "lr": self.scheduler.get_last_lr()[0], **losses}
                 self.history.append(record)
@@ -191,6 +195,13 @@ class Trainer:
             self.plot()
         self.model.eval()
         return TrainResult(self.stage, self.step, time.perf_counter() - start, self.history, self.evals, self.out_dir)
+
+    def _loss(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        # Through the DDP wrapper when there are several processes (that is what synchronises the
+        # gradients); straight to stage_loss otherwise, so any TrainableSystem works on one process.
+        if self.accelerator.num_processes > 1:
+            return self.model(batch, self.stage)
+        return _unwrap(self.model).stage_loss(batch, self.stage)
 
     def _evaluate(self) -> None:
         self.model.eval()
@@ -222,7 +233,8 @@ class Trainer:
                 torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
                 torch.save(self.scheduler.state_dict(), tmp / "scheduler.pt")
                 torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
-                state = {"stage": self.stage, "step": self.step, "steps": self.steps, "history": self.history, "evals": self.evals}
+                state = {"stage": self.stage, "step": self.step, "steps": self.steps, "history": self.history,
+                         "evals": self.evals, "world_size": self.accelerator.num_processes}
                 (tmp / "trainer_state.json").write_text(json.dumps(state))
         self.accelerator.wait_for_everyone()
         return target

@@ -95,6 +95,31 @@ def test_contrastive_loss_is_symmetric_infonce_and_counts_duplicates_as_positive
 # --------------------------------------------------------------------------------------------
 # The build code, in quick mode
 # --------------------------------------------------------------------------------------------
+def test_attribute_loss_is_zero_shot_cross_entropy_per_attribute():
+    gen = torch.Generator().manual_seed(0)
+    phrases = [torch.randn(3, 8, generator=gen), torch.randn(5, 8, generator=gen)]
+    labels = torch.tensor([[0, 4], [2, 1]])
+    # an item that sits exactly on its two phrases' directions beats one that sits on wrong ones
+    right = torch.stack([F.normalize(phrases[0][0], dim=0) + F.normalize(phrases[1][4], dim=0),
+                         F.normalize(phrases[0][2], dim=0) + F.normalize(phrases[1][1], dim=0)])
+    wrong = right[[1, 0]]
+    assert P.attribute_loss(right, labels, phrases, 20.0) < P.attribute_loss(wrong, labels, phrases, 20.0)
+    by_hand = 0.5 * sum(F.cross_entropy(20.0 * F.normalize(right, dim=-1) @ F.normalize(p, dim=-1).T, labels[:, a])
+                        for a, p in enumerate(phrases))
+    torch.testing.assert_close(P.attribute_loss(right, labels, phrases, 20.0), by_hand)
+
+
+def test_attribute_labels_index_the_phrases_each_caption_uses():
+    for modality in ("image", "video"):
+        items = tw.sample_items(modality, 20, seed=2)
+        phrases = P.attribute_phrases(modality)
+        labels = P.attribute_labels(items)
+        assert labels.shape == (20, len(phrases))
+        for it, row in zip(items, labels.tolist()):
+            for (attr, values), k in zip(phrases.items(), row):
+                assert values[k] in it.caption, (attr, values[k], it.caption)
+
+
 def test_quick_pretraining_lowers_both_losses_and_returns_a_frozen_model(tiny):
     settings = P.PretrainSettings.quick(progress=False)
     model, history = P.pretrain_encoder(tiny, settings)
@@ -169,3 +194,16 @@ def test_shipped_encoder_retrieves_held_out_items_far_above_chance(shipped):
         r = results[name]
         assert r["top1"] >= 3 * r["chance"], (name, r)
         assert r["held_out_top1"] >= 3 * r["chance"], (name, r)
+
+
+def test_shipped_encoder_sees_the_shape_of_held_out_colour_shape_pairs(shipped):
+    """The composition the later stages rely on: shape readable whatever the colour (zero-shot,
+    through the text tower's phrases), on test renders of held-out pairs."""
+    cfg, model = shipped
+    items = [it for it in tw.sample_items("image", 120, seed=11, split="test") if it.obj.held_out]
+    tokenize = pp.load_text_tokenizer(cfg)
+    with torch.no_grad():
+        img = F.normalize(model.encode_image(torch.stack([P.image_tensor(it, 64, cfg) for it in items])), dim=-1)
+        shapes = F.normalize(model.encode_text(tokenize(list(tw.SHAPES))), dim=-1)
+    right = ((img @ shapes.T).argmax(1) == torch.tensor([tw.SHAPES.index(it.obj.shape) for it in items])).float().mean()
+    assert len(items) >= 50 and right >= 0.8, (len(items), float(right))

@@ -275,3 +275,42 @@ def test_huge_parity_vision_audio():
     for m in ("vision", "audio"):
         assert out[m].shape == (1, 1024)
         assert (out[m] - ref[m]).abs().max().item() <= TOL, m
+
+
+def test_an_interrupted_weights_download_resumes_where_it_stopped(tmp_path):
+    """A local HTTP server that honours Range requests: a half-written .part is continued."""
+    import functools
+    import http.server
+    import threading
+
+    from nextgpt_mini.encoders.imagebind import _download
+
+    payload = bytes(range(256)) * 4000
+    served = tmp_path / "srv"
+    served.mkdir()
+    (served / "weights.pth").write_bytes(payload)
+    ranges = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self):
+            first = int(self.headers["Range"].split("=")[1].split("-")[0]) if self.headers.get("Range") else 0
+            ranges.append(first)
+            self.send_response(206 if first else 200)
+            self.send_header("Content-Length", str(len(payload) - first))
+            self.end_headers()
+            self.wfile.write(payload[first:])
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(served)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        target = tmp_path / "cache" / "weights.pth"
+        target.parent.mkdir()
+        (target.parent / "weights.pth.part").write_bytes(payload[:300_000])  # an earlier attempt
+        _download(f"http://127.0.0.1:{server.server_port}/weights.pth", target)
+    finally:
+        server.shutdown()
+    assert ranges == [300_000] and target.read_bytes() == payload
+    assert not (target.parent / "weights.pth.part").exists()

@@ -123,11 +123,15 @@ def article(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
 
 
+def where_phrase(position: str) -> str:
+    """How a caption says a position: "on the left", "at the top", "in the centre"."""
+    return {"centre": "in the centre", "top": "at the top", "bottom": "at the bottom"}.get(position, f"on the {position}")
+
+
 def caption_of(item: ToyItem) -> str:
     o = item.obj
     if item.modality == "image":
-        where = {"centre": "in the centre", "top": "at the top", "bottom": "at the bottom"}.get(item.position, f"on the {item.position}")
-        return f"{article(o.size)} {o.size} {o.colour} {o.shape} {where}"
+        return f"{article(o.size)} {o.size} {o.colour} {o.shape} {where_phrase(item.position)}"
     if item.modality == "video":
         return f"{article(o.colour)} {o.colour} {o.shape} moving {item.direction} {SPEED_WORD[item.speed]}"
     if item.modality == "audio":

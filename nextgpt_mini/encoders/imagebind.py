@@ -708,20 +708,29 @@ def resolve_weights(ref: str, cache_dir: str | os.PathLike | None = None, downlo
 
 
 def _download(url: str, target: Path, chunk: int = 1 << 20) -> None:
-    """Stream `url` into a temporary file next to `target` with a progress bar, then rename."""
+    """Stream `url` into `target.part` with a progress bar, then rename it to `target`. An earlier
+    attempt's `.part` is continued with an HTTP Range request (4.8 GB should not restart from 0)."""
     from tqdm.auto import tqdm
 
-    logger.info("downloading %s -> %s", url, target)
-    with urllib.request.urlopen(url, timeout=60) as response, atomic_path(target) as tmp:
-        total = int(response.headers.get("Content-Length") or 0) or None
-        with open(tmp, "wb") as out, tqdm(total=total, unit="B", unit_scale=True, desc=target.name) as bar:
-            written = 0
+    part = target.with_name(target.name + ".part")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    done = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={done}-"} if done else {})
+    logger.info("downloading %s -> %s (from byte %d)", url, target, done)
+    with urllib.request.urlopen(request, timeout=60) as response:
+        if done and response.status != 206:  # the server ignored the range: start again
+            done = 0
+        length = int(response.headers.get("Content-Length") or 0)
+        total = done + length if length else None
+        with open(part, "ab" if done else "wb") as out, \
+                tqdm(total=total, initial=done, unit="B", unit_scale=True, desc=target.name) as bar:
             while block := response.read(chunk):
                 out.write(block)
-                written += len(block)
                 bar.update(len(block))
-        if total is not None and written != total:  # a connection that ended early
-            raise OSError(f"download of {url} stopped at {written} of {total} bytes")
+    size = part.stat().st_size
+    if total is not None and size != total:  # a connection that ended early: keep the part, resume next time
+        raise OSError(f"download of {url} stopped at {size} of {total} bytes; run again to resume")
+    os.replace(part, target)
 
 
 def load_encoder(cfg: EncoderConfig, device: torch.device | str | None = None) -> ImageBindEncoder:

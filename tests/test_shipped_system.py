@@ -1,0 +1,48 @@
+"""The trained tiny system shipped as `package:tiny_system` (`nextgpt-mini build-tiny system`):
+built on the shipped encoder and LLM, and it meets the whole recipe's acceptance numbers."""
+
+import json
+
+import pytest
+
+from nextgpt_mini import tiny_assets
+from nextgpt_mini.decoders import Decoders
+from nextgpt_mini.model import NextGPT
+from nextgpt_mini.stage3 import behaviour_report, heldout_dialogues, reading_report
+from nextgpt_mini.utils import ASSETS, torch_threads
+
+
+@pytest.fixture(scope="module")
+def system():
+    with torch_threads(1):
+        model = NextGPT.from_pretrained("package:tiny_system")
+        decoders = Decoders(model.profile)
+        behaviour = behaviour_report(model, heldout_dialogues(model, decoders, seed=model.profile.seed))
+        reading = reading_report(model, decoders, seed=model.profile.seed)
+    return model, behaviour, reading
+
+
+def test_shipped_system_was_trained_on_the_shipped_encoder_and_llm():
+    config = json.loads((ASSETS / "tiny_system" / "config.json").read_text())
+    assert config["trained_on"] == tiny_assets.system_base_hashes(), \
+        "the encoder or LLM changed since the system was built: run `nextgpt-mini build-tiny system`"
+
+
+def test_shipped_system_holds_only_trained_weights(system):
+    model, *_ = system
+    names = set(model.trained_state_dict())
+    assert {n.split(".")[0] for n in names} == {"llm", "input_projector", "output_projectors"}
+    assert (ASSETS / "tiny_system" / "trained.safetensors").stat().st_size < 5e6
+
+
+def test_shipped_system_asks_for_media_when_and_only_when_asked(system):
+    _, behaviour, _ = system
+    assert behaviour["signal_accuracy"] >= 0.9, behaviour
+
+
+def test_shipped_system_reads_held_out_media(system):
+    _, _, reading = system
+    assert reading["signal_accuracy"] >= 0.9, reading  # a question about media gets text, no media
+    # answers naming every attribute of a held-out item right, at least 3x as often as by chance
+    assert reading["exact_acc"] >= 3 * reading["exact_chance"], reading
+    assert reading["attr_acc"] > 1.5 * reading["attr_chance"], reading
