@@ -12,7 +12,8 @@ Everything is computed from shapes (parameter counts from the empty full-size bu
   sits below it and the signal rows feed it): per layer s*b*h*(34 + 5*a*s/h) bytes in 16-bit
   (Korthikanti et al., 2022), or, with gradient checkpointing, 2*s*b*h bytes per layer plus one
   layer's full activations; plus fp32 logits and their gradient, 8*s*b*V bytes.
-* inference: the KV cache (2 * layers * s * h values in 16-bit) and one step's logits.
+* inference: the KV cache (2 * layers * s * h values in 16-bit; an upper bound for models with
+  grouped-query attention such as TinyLlama, whose cache is 8x smaller) and one step's logits.
 * frozen media models: in training, encoder embeddings and decoder targets are computed once and
   cached before training, so neither sits on the GPU while it trains; in inference the encoder
   stays on the GPU and the decoders take turns (`Decoders.only`), so the largest decoder counts.
