@@ -98,7 +98,7 @@ def _stage_list(args) -> list[str]:
 
 
 def _train_stage1(model, args) -> int:
-    from nextgpt_mini.stage1 import run_stage1
+    from nextgpt_mini.stage1 import format_attributes, run_stage1
 
     result = run_stage1(model, out_dir=args.out, steps=args.steps, data_dir=args.data, resume=args.resume,
                         cache_dir=args.cache_dir, progress=not args.no_progress)
@@ -106,8 +106,7 @@ def _train_stage1(model, args) -> int:
     print(f"stage 1: {result.steps} steps in {result.seconds:.1f} s; checkpoint in {args.out}/checkpoint")
     print(f"held-out caption loss: {first.get('heldout_loss', float('nan')):.3f} -> {last['heldout_loss']:.3f}")
     if "attr_acc" in last:
-        print(f"held-out attributes named right: {first.get('attr_acc', float('nan')):.1%} -> {last['attr_acc']:.1%} "
-              f"(chance {last['attr_chance']:.1%}); whole caption right: {last['exact_acc']:.1%} (chance {last['exact_chance']:.2%})")
+        print(f"held-out captions: {format_attributes(last)}; per attribute before training {first.get('attr_acc', float('nan')):.1%}")
     return 0
 
 
@@ -127,6 +126,7 @@ def _train_stage2(model, args) -> int:
 
 
 def _train_stage3(model, args) -> int:
+    from nextgpt_mini.stage1 import format_attributes
     from nextgpt_mini.stage3 import run_stage3
 
     result = run_stage3(model, out_dir=args.out, steps=args.steps, data_files=args.dialogues, resume=args.resume,
@@ -137,8 +137,7 @@ def _train_stage3(model, args) -> int:
     print(f"held-out first replies with the right signal tokens (the complete run of the asked modality, none "
           f"when no media is asked): {first.get('signal_accuracy', float('nan')):.1%} -> {last['signal_accuracy']:.1%}")
     if "attr_acc" in last:
-        print(f"held-out media->text answers, attributes named right: {last['attr_acc']:.1%} (chance {last['attr_chance']:.1%}); "
-              f"every attribute right: {last['exact_acc']:.1%} (chance {last['exact_chance']:.2%})")
+        print(f"held-out media->text answers: {format_attributes(last)}")
     return 0
 
 

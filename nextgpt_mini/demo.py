@@ -185,11 +185,13 @@ their outputs show the plumbing (the right decoder, called with the projected co
 
 
 def summary_lines(numbers: dict) -> list[str]:
+    from nextgpt_mini.stage1 import format_attributes
+
     lines = []
     if "1" in numbers:
         steps, secs, first, last = numbers["1"]
         lines.append(f"stage 1: {steps} steps in {secs:.0f} s; held-out caption loss {first['heldout_loss']:.3f} -> "
-                     f"{last['heldout_loss']:.3f}; {_attributes(last)}")
+                     f"{last['heldout_loss']:.3f}; {format_attributes(last)}")
     if "2" in numbers:
         steps, secs, first, last = numbers["2"]
         lines.append(f"stage 2: {steps} steps in {secs:.0f} s; held-out alignment distance {first['distance']:.3f} -> "
@@ -200,13 +202,6 @@ def summary_lines(numbers: dict) -> list[str]:
                      f"{last['heldout_nll']:.3f}; right signal tokens in first replies {first['signal_accuracy']:.1%} -> "
                      f"{last['signal_accuracy']:.1%}")
     if "reading" in numbers:
-        lines.append(f"media->text, 90 held-out questions about images, videos and sounds: {_attributes(numbers['reading'])}")
+        lines.append(f"media->text, 90 held-out questions about images, videos and sounds: {format_attributes(numbers['reading'])}")
     return lines
 
-
-def _attributes(ev: dict) -> str:
-    """Held-out attribute naming next to chance: whole answers (every attribute right) and per attribute."""
-    nan = float("nan")
-    exact, exact_chance = ev.get("exact_acc", nan), ev.get("exact_chance", nan)
-    return (f"every attribute right {exact:.1%} (chance {exact_chance:.2%}, {exact / exact_chance:.1f}x); "
-            f"per attribute {ev.get('attr_acc', nan):.1%} (chance {ev.get('attr_chance', nan):.1%})")

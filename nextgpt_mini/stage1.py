@@ -188,6 +188,15 @@ def greedy_captions(model, modality: str, embeddings: torch.Tensor, max_new_toke
     return [strip_answer(t.split("###")[0]) for t in texts]
 
 
+def format_attributes(ev: dict) -> str:
+    """Held-out attribute naming next to chance, as the CLI and the demo print it: whole answers
+    (every attribute right) and per attribute. `ev` holds attr_acc/attr_chance/exact_acc/exact_chance."""
+    nan = float("nan")
+    exact, exact_chance = ev.get("exact_acc", nan), ev.get("exact_chance", nan)
+    return (f"every attribute right {exact:.1%} (chance {exact_chance:.2%}, {exact / exact_chance:.1f}x); "
+            f"per attribute {ev.get('attr_acc', nan):.1%} (chance {ev.get('attr_chance', nan):.1%})")
+
+
 def attribute_accuracy(model, sets: dict[str, PairSet]) -> dict[str, float]:
     """Share of attributes named right by greedy captions of toy items, next to chance."""
     right = total = chance = exact = exact_chance = 0.0
