@@ -16,7 +16,7 @@ $(PY):
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install "$(TORCH_SPEC)"
-	$(PIP) install -e ".[dev,notebooks]"
+	$(PIP) install -e ".[dev,notebooks,eval]"
 	# Meta's ImageBind model code, for the parity tests only; its declared deps would pull a
 	# torchvision/torchaudio that break this environment, so none of them come along.
 	$(PIP) install --no-deps "imagebind-unofficial==0.1.1"

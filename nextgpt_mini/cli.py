@@ -14,7 +14,7 @@ from pathlib import Path
 
 from nextgpt_mini.config import PROFILES, load_profile
 
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, KeyError, RuntimeError, OSError)
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, KeyError, RuntimeError, OSError, ImportError)
 
 
 def _add_profile_args(p: argparse.ArgumentParser) -> None:
@@ -276,6 +276,21 @@ def cmd_download(args) -> int:
     return 0 if all(present for _, present in rows) else 1
 
 
+def cmd_evaluate(args) -> int:
+    """Run an evaluation suite; print the table; write results.json and results.md to --out."""
+    from nextgpt_mini.evaluation.suites import evaluate_suite, markdown, write_report
+
+    out = Path(args.out or f"outputs/eval/{args.suite}")
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out}: exists and is not a folder")
+    report = evaluate_suite(args.suite, args.checkpoint, baseline=args.baseline, limit=args.limit, data_dir=args.data,
+                            protocol_file=args.protocol, progress=not args.no_progress)
+    paths = write_report(report, out)
+    print(markdown(report))
+    print(f"written: {paths[0]} and {paths[1]}")
+    return 0
+
+
 # --------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nextgpt-mini", description="NExT-GPT, built chapter by chapter.")
@@ -372,6 +387,18 @@ def build_parser() -> argparse.ArgumentParser:
                    "instead of the default caches")
     p.add_argument("--check", action="store_true", help="only list what is present and what is missing")
     p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("evaluate", help="run an evaluation suite (toy, or a paper benchmark on a local copy of its data)")
+    p.add_argument("--suite", required=True, choices=["toy", "coco-t2i", "audiocaps-t2a", "msrvtt-t2v", "coco-caption"])
+    p.add_argument("--checkpoint", default="package:tiny_system",
+                   help="a save_pretrained or `demo` output folder, 'untrained', or package:tiny_system (default)")
+    p.add_argument("--baseline", default=None, choices=["untrained", "none"], help="also evaluate this (default: the protocol's)")
+    p.add_argument("--limit", type=int, default=None, help="at most N samples per task (default: the protocol's count)")
+    p.add_argument("--data", default=None, help="real suites: DIR holding <suite>/pairs.json and the media")
+    p.add_argument("--protocol", default=None, help="a protocols JSON file instead of the package's")
+    p.add_argument("--out", default=None, help="folder for results.json and results.md (default outputs/eval/<suite>)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo", help="the main job: train the tiny system, converse in every direction, write a report")
     p.add_argument("--out", default="outputs/demo")

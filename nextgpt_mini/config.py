@@ -32,6 +32,9 @@ HUB = {
     "audioldm_l_full": "cvssp/audioldm-l-full",
     # AudioLDM-s is the same pipeline at 421 M parameters (vs. 975 M): leaves room on a T4.
     "audioldm_s_full_v2": "cvssp/audioldm-s-full-v2",
+    # evaluation (`nextgpt_mini.evaluation`): CLIP score / CLIPSIM and CLAP score
+    "clip_vit_b32": "openai/clip-vit-base-patch32",
+    "clap_htsat": "laion/clap-htsat-unfused",
 }
 
 PROFILES = ("tiny", "colab", "paper")

@@ -36,6 +36,7 @@ class GenerationResult:
     token_ids: list[int] = field(default_factory=list)  # the answer as generated (before completion)
     completed: list[str] = field(default_factory=list)  # modalities whose signal run had to be completed
     conditioning: dict = field(default_factory=dict)  # modality -> what the output projector gave the decoder
+    forced: list[str] = field(default_factory=list)  # modalities appended by `require` (the LLM did not ask)
     history: list[dict] = field(default_factory=list)  # the conversation so far, for the next call
 
     def media(self, modality: str) -> list:
@@ -100,12 +101,19 @@ def complete_signal_runs(ids: list[int], signal_ids: dict[str, list[int]], max_p
 def generate(model, prompt: str, media: list | None = None, history: list[dict] | None = None, decoders=None,
              max_new_tokens: int | None = None, temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
              max_per_modality: int = 1, steps: int | None = None, guidance_scale: float | None = None,
-             progress: bool = False) -> GenerationResult:
-    """See the module docstring. `history` is a previous result's `.history` (multi-turn chat)."""
+             progress: bool = False, require: str | None = None, decode: bool = True) -> GenerationResult:
+    """See the module docstring. `history` is a previous result's `.history` (multi-turn chat).
+
+    `require`: a modality whose signal run is appended when the answer has none, so the output
+    projector and decoder run even when the LLM did not ask for them. For evaluating the
+    generation path apart from the decision to generate (which signal-token accuracy measures).
+    `decode=False` stops at the conditioning (`result.conditioning`): no decoder runs."""
     from nextgpt_mini.stage3 import cut_at_stop
 
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError("prompt: expected a non-empty string")
+    if require is not None and require not in model.signal.ids:
+        raise ValueError(f"require: expected one of {sorted(model.signal.ids)}, got {require!r}")
     turns = [dict(t) for t in (history or [])]
     turns.append({"role": "user", "text": prompt.strip(), "media": _media_inputs(model, media or [])})
     ex, media_emb = prompt_example(model, turns)
@@ -125,7 +133,9 @@ def generate(model, prompt: str, media: list | None = None, history: list[dict] 
         stop_strings=[STOP], tokenizer=model.tokenizer,
     )[0].tolist()
     raw = cut_at_stop([i for i in ids if i != model.tokenizer.eos_token_id], model.tokenizer)
-    answer, runs, completed = complete_signal_runs(raw, model.signal.ids, max_per_modality)
+    forced = [require] if require is not None and not set(raw) & set(model.signal.ids[require]) else []
+    answer, runs, completed = complete_signal_runs(raw + [i for m in forced for i in model.signal.ids[m]],
+                                                   model.signal.ids, max_per_modality)
 
     # teacher-forced pass: the states at the signal tokens, where training put them
     full = torch.tensor([ex.input_ids + answer], device=device)
@@ -135,9 +145,9 @@ def generate(model, prompt: str, media: list | None = None, history: list[dict] 
     projected = model.project_signals(hidden, soft_full, spans) if runs else {}
 
     text = model.tokenizer.decode([i for i in answer if i not in _all_signal_ids(model)], skip_special_tokens=True).strip()
-    result = GenerationResult(text=text, token_ids=raw, completed=completed,
+    result = GenerationResult(text=text, token_ids=raw, completed=completed, forced=forced,
                               conditioning={m: cond for m, (cond, _) in projected.items()})
-    if runs:
+    if runs and decode:
         from nextgpt_mini.decoders import Decoders
 
         decoders = decoders or Decoders(model.profile)

@@ -19,9 +19,9 @@ def test_environment_yml_installs_the_package_extras_through_pip(repo):
     env = yaml.safe_load((repo / "environment.yml").read_text())
     deps = env["dependencies"]
     pip_lists = [d["pip"] for d in deps if isinstance(d, dict) and "pip" in d]
-    assert pip_lists == [["-e .[dev,notebooks]"]], "environment.yml must install the package, not a second list"
+    assert pip_lists == [["-e .[dev,notebooks,eval]"]], "environment.yml must install the package, not a second list"
     extras = _pyproject(repo)["project"]["optional-dependencies"]
-    assert {"dev", "notebooks"} <= set(extras)
+    assert {"dev", "notebooks", "eval"} <= set(extras)
     # conda's own packages: python and pip only, and python satisfies requires-python
     conda = [d for d in deps if isinstance(d, str)]
     assert sorted(c.split("=")[0] for c in conda) == ["pip", "python"]

@@ -1,0 +1,345 @@
+"""Evaluation suites: a pinned protocol, a system (or two), one results table.
+
+`evaluate_suite("toy", "package:tiny_system")` runs the toy suite on a trained system and on the
+untrained one (same profile, projectors at their initialisation, no LoRA), and returns a report:
+the protocol, the feature space, per system and task the metrics, and where the suite is one of
+the paper's, NExT-GPT's published numbers. `write_report` stores it as JSON and a markdown table.
+
+The protocol (sample count, seeds, prompts, resolution, steps, guidance) of every suite lives in
+`protocols.json` next to this file; `--protocol FILE` replaces it, and the report repeats what ran.
+Generation tasks append the signal tokens when the LLM did not ask for media (`require`), so the
+generation metrics judge the output side on every request; whether the LLM asked by itself is the
+separate `signal accuracy` (right modality, complete run; none for media->text).
+
+Real suites read a local copy of their data: `DATA/<suite>/pairs.json` in NExT-GPT's pair format
+(`[{"image_name": "x.jpg", "caption": "..."}]`, or video_name / audio_name), media files next to it
+in `DATA/<suite>/pairs/`. For captioning, several records may name the same file (several references).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from nextgpt_mini.evaluation import metrics
+
+__all__ = ["PAPER", "SUITES", "evaluate_suite", "load_protocol", "load_system", "markdown", "write_report"]
+
+PROTOCOLS = Path(__file__).with_name("protocols.json")
+SUITES = ("toy", "coco-t2i", "audiocaps-t2a", "msrvtt-t2v", "coco-caption")
+GENERATION = {"T->I": "image", "T->V": "video", "T->A": "audio"}
+CAPTIONING = {"I->T": "image", "V->T": "video", "A->T": "audio"}
+# NExT-GPT's published numbers (paper, Tables 3-6), for the suites that are the paper's.
+PAPER = {"coco-t2i": {"T->I": {"FID": 11.28}}, "audiocaps-t2a": {"T->A": {"FD": 23.58, "IS": 8.35}},
+         "msrvtt-t2v": {"T->V": {"FID": 13.04, "CLIPSIM": 0.3085}}, "coco-caption": {"I->T": {"CIDEr": 156.7}}}
+LOWER_IS_BETTER = ("FID", "FD")
+
+
+def load_protocol(suite: str, path: str | os.PathLike | None = None) -> dict:
+    """The protocol of `suite` from `path` (default: the package's protocols.json)."""
+    if suite not in SUITES:
+        raise ValueError(f"suite: expected one of {', '.join(SUITES)}, got {suite!r}")
+    path = Path(path) if path else PROTOCOLS
+    try:
+        protocols = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such protocol file") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    if suite not in protocols:
+        raise ValueError(f"{path}: has no protocol for suite {suite!r} (it has {', '.join(protocols)})")
+    protocol = dict(protocols[suite])
+    unknown = [t for t in protocol.get("tasks", []) if t not in GENERATION and t not in CAPTIONING]
+    if unknown or not protocol.get("tasks"):
+        raise ValueError(f"{path}: suite {suite!r} needs 'tasks' from {sorted(GENERATION) + sorted(CAPTIONING)}, got {unknown or 'none'}")
+    return protocol
+
+
+def load_system(checkpoint: str, profile=None):
+    """A NextGPT to evaluate: "untrained" (the profile's system as built), "package:tiny_system",
+    or a folder written by `save_pretrained` / `nextgpt-mini demo` / `train`."""
+    from nextgpt_mini.config import load_profile
+    from nextgpt_mini.model import NextGPT
+
+    if checkpoint == "untrained":
+        p = profile if hasattr(profile, "name") else load_profile(profile or "tiny")
+        return NextGPT.from_profile(p, seed=p.seed)
+    if str(checkpoint).startswith("package:"):
+        model = NextGPT.from_pretrained(checkpoint)
+    else:
+        folder = Path(checkpoint)
+        if (folder / "checkpoint" / "config.json").is_file():
+            folder = folder / "checkpoint"  # a `nextgpt-mini demo` output folder
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{checkpoint}: no such checkpoint folder (expected one written by save_pretrained "
+                                    "or `nextgpt-mini demo`, or 'untrained', or 'package:tiny_system')")
+        model = NextGPT.from_pretrained(folder)
+    wanted = getattr(profile, "name", profile)
+    if wanted and model.profile.name != wanted:
+        raise ValueError(f"{checkpoint}: a {model.profile.name!r} system, but this suite evaluates the {wanted!r} profile")
+    return model
+
+
+def _features_for(model, protocol: dict):
+    from nextgpt_mini.evaluation.features import RealFeatures, ToyFeatures
+
+    return ToyFeatures(model.encoder) if protocol["features"] == "profile-encoder" else RealFeatures()
+
+
+def _decoder_overrides(profile, protocol: dict):
+    """The profile with the protocol's sampling settings on its decoders."""
+    import dataclasses
+
+    changes = {"steps": protocol.get("steps"), "guidance_scale": protocol.get("guidance_scale"),
+               "height": protocol.get("resolution"), "width": protocol.get("resolution"),
+               "num_frames": protocol.get("num_frames"), "audio_seconds": protocol.get("audio_seconds")}
+    out = {}
+    for key in ("image_decoder", "video_decoder", "audio_decoder"):
+        cfg = getattr(profile, key)
+        fields = {k: v for k, v in changes.items() if v is not None and hasattr(cfg, k)}
+        if key == "audio_decoder":
+            fields = {k: v for k, v in fields.items() if k not in ("height", "width")}
+        if key == "image_decoder":
+            fields.pop("num_frames", None)
+        out[key] = dataclasses.replace(cfg, **fields)
+    return dataclasses.replace(profile, **out)
+
+
+# --------------------------------------------------------------------------------------------
+# Samples: the toy world's, or a local copy of a real dataset
+# --------------------------------------------------------------------------------------------
+def _samples(suite: str, task: str, protocol: dict, data_dir: str | os.PathLike | None, limit: int | None) -> list[dict]:
+    n = min(protocol["samples"], limit) if limit else protocol["samples"]
+    if suite == "toy":
+        from nextgpt_mini.evaluation.toy import toy_samples
+
+        return toy_samples(task, n, protocol["seed"])
+    return _real_samples(suite, task, protocol, data_dir, n)
+
+
+def _real_samples(suite: str, task: str, protocol: dict, data_dir, n: int) -> list[dict]:
+    from nextgpt_mini.encoders.encode import read_pairs
+
+    if data_dir is None:
+        raise FileNotFoundError(f"suite {suite!r} reads a local copy of its data: pass --data DIR with "
+                                f"DIR/{suite}/pairs.json (NExT-GPT's pair format) and the media in DIR/{suite}/pairs/")
+    pairs = Path(data_dir) / suite / "pairs.json"
+    if not pairs.is_file():
+        raise FileNotFoundError(f"{pairs}: not found. Suite {suite!r} expects DIR/{suite}/pairs.json "
+                                f"(a JSON list of {{\"<image|video|audio>_name\": file, \"caption\": text}}) and the files in DIR/{suite}/pairs/")
+    modality, files, captions = read_pairs(pairs)
+    wanted = GENERATION.get(task) or CAPTIONING[task]
+    if modality != wanted:
+        raise ValueError(f"{pairs}: holds {modality} pairs, suite {suite!r} ({task}) needs {wanted} pairs")
+    by_file: dict[Path, list[str]] = defaultdict(list)
+    for f, c in zip(files, captions):
+        by_file[f].append(c)
+    out = []
+    for k, (f, caps) in enumerate(list(by_file.items())[:n]):
+        seed = protocol["seed"] + k
+        if task in GENERATION:
+            out.append({"prompt": protocol["prompt"].format(caption=caps[0]), "caption": caps[0], "modality": modality,
+                        "reference": read_reference(f, modality, protocol.get("sample_rate", 16000)), "seed": seed})
+        else:
+            out.append({"prompt": protocol["prompt"], "media": str(f), "references": caps, "modality": modality, "seed": seed})
+    return out
+
+
+def read_reference(path: Path, modality: str, sample_rate: int):
+    """A real item as the metrics take it: a PIL image, uint8 frames [F, H, W, 3], or a mono
+    waveform at `sample_rate`. A file that cannot be read raises MediaError naming it."""
+    from nextgpt_mini.encoders import preprocess as pp
+
+    path = pp._check_file(path)
+    try:
+        if modality == "image":
+            from PIL import Image
+
+            with Image.open(path) as im:
+                return im.convert("RGB")
+        if modality == "video":
+            from nextgpt_mini.media import read_video_frames
+
+            return read_video_frames(path)[0]
+        wave, rate = pp.read_audio(path)
+        return pp.resample(wave.mean(0, keepdim=True), rate, sample_rate)[0].numpy()
+    except pp.MediaError:
+        raise
+    except Exception as err:
+        raise pp.MediaError(f"{path}: cannot read this {modality} ({type(err).__name__}: {err})") from err
+
+
+# --------------------------------------------------------------------------------------------
+# Running one task
+# --------------------------------------------------------------------------------------------
+def _generation_task(model, samples: list[dict], modality: str, protocol: dict, features, decoders, progress) -> dict:
+    from tqdm.auto import tqdm
+
+    from nextgpt_mini.evaluation.toy import ToyDecoder
+
+    toy = protocol["decode"] == "toy-world"
+    renderer = ToyDecoder(decoders[modality], model.profile.train.distance) if toy else None
+    made, asked = [], []
+    for s in tqdm(samples, desc=f"{modality} generation", disable=not progress, leave=False):
+        r = model.generate(s["prompt"], decoders=decoders, seed=s["seed"], require=modality, decode=not toy,
+                           max_new_tokens=protocol["max_new_tokens"])
+        asked.append(not r.forced and modality not in r.completed)
+        made.append(renderer.decode(r.conditioning[modality], s["seed"])[0] if toy else r.media(modality)[0])
+    refs = [s["reference"] for s in samples]
+    texts = features.text([s["caption"] for s in samples], modality)
+    out = {"_signals": asked}
+    if modality == "image":
+        out["FID"] = metrics.frechet_distance(features.fid_images(refs), features.fid_images(made))
+        out["CLIP score"] = metrics.clip_score(features.image(made), texts)
+    elif modality == "video":
+        frames = [list(v) for v in made]
+        out["FID"] = metrics.frechet_distance(features.fid_images([f for v in refs for f in v]),
+                                              features.fid_images([f for v in frames for f in v]))
+        out["CLIPSIM"] = metrics.clipsim([features.image(v) for v in frames], texts)
+    else:
+        rate = _sample_rate(decoders, protocol)
+        out["FD"] = metrics.frechet_distance(features.audio(refs, rate), features.audio(made, rate))
+        out["CLAP score"] = metrics.clip_score(features.audio(made, rate), texts)
+    return out
+
+
+def _sample_rate(decoders, protocol: dict) -> int:
+    from nextgpt_mini.evaluation.toy import RENDER
+
+    return RENDER["sample_rate"] if protocol["decode"] == "toy-world" else decoders["audio"].sample_rate
+
+
+def _captioning_task(model, samples: list[dict], protocol: dict, progress) -> dict:
+    from tqdm.auto import tqdm
+
+    from nextgpt_mini.data.mosit import strip_answer
+    from nextgpt_mini.stage3 import encode_media
+
+    toy = isinstance(samples[0]["media"], dict)
+    if toy:  # rendered items: encode them in batches, as stage 3 does
+        embedded = encode_media(model, [{"turns": [{"media": [s["media"]]}]} for s in samples])
+        from nextgpt_mini.stage3 import _media_key
+
+        inputs = [[(s["modality"], embedded[_media_key(s["media"])])] for s in samples]
+    else:
+        inputs = [[s["media"]] for s in samples]
+    answers, right = [], []
+    for s, media in tqdm(list(zip(samples, inputs)), desc="captioning", disable=not progress, leave=False):
+        r = model.generate(s["prompt"], media, seed=s["seed"], decode=False, max_new_tokens=protocol["max_new_tokens"])
+        answers.append(strip_answer(r.text) if toy else r.text)
+        right.append(not r.conditioning and bool(r.text))
+    out = {"_signals": right}
+    out.update(metrics.caption_metrics(answers, [s["references"] for s in samples], with_meteor=protocol.get("meteor", False)))
+    out["examples"] = [{"answer": a, "reference": s["references"][0]} for a, s in list(zip(answers, samples))[:3]]
+    return out
+
+
+def _evaluate_system(model, suite: str, protocol: dict, samples: dict, features, decoders, progress) -> dict:
+    """{task: {metric: value}}, plus "all tasks": the signal accuracy over every request (the right
+    modality's complete run where media is asked for, no signal tokens where text is)."""
+    results, signals = {}, {}
+    for task in protocol["tasks"]:
+        with torch.no_grad():
+            if task in GENERATION:
+                results[task] = _generation_task(model, samples[task], GENERATION[task], protocol, features, decoders, progress)
+            else:
+                results[task] = _captioning_task(model, samples[task], protocol, progress)
+        signals[task] = results[task].pop("_signals")
+    everything = [ok for v in signals.values() for ok in v]
+    results["all tasks"] = {"signal accuracy": 100 * sum(everything) / len(everything)}
+    results["signal accuracy per task"] = {t: 100 * sum(v) / len(v) for t, v in signals.items()}
+    return results
+
+
+def evaluate_suite(suite: str, checkpoint: str, *, baseline: str | None = None, limit: int | None = None,
+                   data_dir: str | os.PathLike | None = None, protocol_file: str | os.PathLike | None = None,
+                   features=None, progress: bool = True) -> dict:
+    """Run `suite` on the system at `checkpoint` (and on `baseline`: "untrained", "none", or the
+    protocol's default). `features` overrides the protocol's feature space (tests, custom ones)."""
+    from nextgpt_mini.decoders import Decoders
+
+    protocol = load_protocol(suite, protocol_file)
+    if limit is not None and limit < 2:
+        raise ValueError(f"limit: expected at least 2 samples per task (a Fréchet distance needs 2), got {limit}")
+    start = time.perf_counter()
+    samples = {task: _samples(suite, task, protocol, data_dir, limit) for task in protocol["tasks"]}  # fail early
+    model = load_system(checkpoint, None if suite != "toy" else protocol["profile"])
+    decoders = Decoders(_decoder_overrides(model.profile, protocol))
+    features = features or _features_for(model, protocol)
+    systems = {"trained" if checkpoint != "untrained" else "untrained": (checkpoint, model)}
+    baseline = protocol.get("baseline", "none") if baseline is None else baseline
+    if baseline not in ("none", "untrained"):
+        raise ValueError(f"baseline: expected 'untrained' or 'none', got {baseline!r}")
+    if baseline == "untrained" and checkpoint != "untrained":
+        systems["untrained"] = ("untrained", load_system("untrained", model.profile))
+    results = {}
+    for name, (ref, system) in systems.items():
+        system.eval()
+        results[name] = {"checkpoint": str(ref), "tasks": _evaluate_system(system, suite, protocol, samples, features, decoders, progress)}
+    return {"suite": suite, "protocol": protocol, "features": features.name, "profile": model.profile.name,
+            "samples": {t: len(v) for t, v in samples.items()}, "systems": results, "paper": PAPER.get(suite, {}),
+            "seconds": round(time.perf_counter() - start, 1)}
+
+
+# --------------------------------------------------------------------------------------------
+# Reporting
+# --------------------------------------------------------------------------------------------
+def rows(report: dict) -> list[tuple[str, str, dict[str, float | None], float | None]]:
+    """(task, metric, {system: value}, paper value) for every number in the report."""
+    names = list(report["systems"])
+    first = report["systems"][names[0]]["tasks"]
+    out = []
+    for task, values in first.items():
+        if task == "signal accuracy per task":
+            continue
+        paper = report["paper"].get(task, {})
+        metric_names = [m for m in values if m != "examples"] + [m for m in paper if m not in values]
+        for metric in metric_names:
+            per = {n: report["systems"][n]["tasks"][task].get(metric) for n in names}
+            out.append((task, metric, per, paper.get(metric)))
+    return out
+
+
+def better(metric: str, a: float, b: float) -> bool:
+    """Whether a is better than b for this metric."""
+    return a < b if metric in LOWER_IS_BETTER else a > b
+
+
+def markdown(report: dict) -> str:
+    names = list(report["systems"])
+    has_paper = bool(report["paper"])
+    head = ["task", "metric", *names] + (["NExT-GPT (paper)"] if has_paper else [])
+    lines = [f"### Suite `{report['suite']}` ({report['profile']} profile, {report['seconds']} s)", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for task, metric, per, paper in rows(report):
+        arrow = " (lower is better)" if metric in LOWER_IS_BETTER else ""
+        cells = [task, metric + arrow] + ["—" if per[n] is None else f"{per[n]:.4g}" for n in names]
+        if has_paper:
+            cells.append("—" if paper is None else f"{paper:g}")
+        lines.append("| " + " | ".join(cells) + " |")
+    p = report["protocol"]
+    lines += ["", f"Samples per task: {report['samples']}. Features: {report['features']}.",
+              "Protocol: " + ", ".join(f"{k}={v}" for k, v in p.items() if k not in ("about", "tasks")) + "."]
+    if has_paper:
+        lines.append("The paper's numbers come from its own, unreleased protocol and feature extractors: compare trends, not digits.")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict, out_dir: str | os.PathLike) -> tuple[Path, Path]:
+    """results.json and results.md in `out_dir`, each written to a temporary file and renamed."""
+    from nextgpt_mini.utils import atomic_path
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"{out_dir}: exists and is not a folder (--out expects a folder)")
+    paths = out_dir / "results.json", out_dir / "results.md"
+    with atomic_path(paths[0]) as tmp:
+        tmp.write_text(json.dumps(report, indent=2, default=str))
+    with atomic_path(paths[1]) as tmp:
+        tmp.write_text(markdown(report))
+    return paths

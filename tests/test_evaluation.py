@@ -1,0 +1,208 @@
+"""The evaluation harness: metric sanity on real computations (the tiny encoder as feature
+extractor), the toy suite end to end, the CLI, and determinism."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nextgpt_mini.data import toyworld as tw
+from nextgpt_mini.evaluation import metrics
+from nextgpt_mini.evaluation.features import ToyFeatures
+from nextgpt_mini.evaluation.toy import RENDER, ToyDecoder, all_items, render
+
+
+@pytest.fixture(scope="module")
+def features(one_thread):
+    from nextgpt_mini.config import load_profile
+    from nextgpt_mini.encoders.imagebind import load_encoder
+
+    return ToyFeatures(load_encoder(load_profile("tiny").encoder))
+
+
+def _items(modality, n, seed=0):
+    return tw.sample_items(modality, n, seed=seed, split="test")
+
+
+def _noise_images(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return [Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)) for _ in range(n)]
+
+
+# ---------------------------------------------------------------- generation metrics
+def test_fid_is_zero_on_itself_small_between_samples_and_large_against_noise(features):
+    a = features.fid_images([render(it, it.seed) for it in _items("image", 40, seed=1)])
+    b = features.fid_images([render(it, it.seed) for it in _items("image", 40, seed=2)])
+    noise = features.fid_images(_noise_images(40))
+    assert metrics.frechet_distance(a, a) < 1e-6
+    same_world, against_noise = metrics.frechet_distance(a, b), metrics.frechet_distance(a, noise)
+    assert against_noise > 5 * same_world, (same_world, against_noise)
+
+
+def test_fid_against_shuffled_noise_features_is_large(features):
+    a = features.fid_images([render(it, it.seed) for it in _items("image", 40, seed=1)])
+    shuffled = a[torch.randperm(len(a))] + torch.randn_like(a)
+    assert metrics.frechet_distance(a, shuffled) > 10 * metrics.frechet_distance(a, a[torch.randperm(len(a))]) + 1.0
+
+
+def test_audio_fd_same_world_vs_noise(features):
+    rate = RENDER["sample_rate"]
+    a = features.audio([render(it, it.seed) for it in _items("audio", 24, seed=1)], rate)
+    b = features.audio([render(it, it.seed) for it in _items("audio", 24, seed=2)], rate)
+    rng = np.random.default_rng(0)
+    noise = features.audio([rng.uniform(-1, 1, rate * 2).astype(np.float32) for _ in range(24)], rate)
+    assert metrics.frechet_distance(a, a) < 1e-6
+    assert metrics.frechet_distance(a, noise) > 3 * metrics.frechet_distance(a, b)
+
+
+def test_clip_score_prefers_the_right_caption(features):
+    items = _items("image", 32, seed=3)
+    images = features.image([render(it, it.seed) for it in items])
+    texts = features.text([it.caption for it in items])
+    right = metrics.clip_score(images, texts)
+    wrong = metrics.clip_score(images, texts.roll(1, dims=0))
+    assert right > wrong + 2, (right, wrong)
+    assert 0 <= wrong and right <= 100
+
+
+def test_clipsim_and_clap_score_prefer_the_right_caption(features):
+    videos = _items("video", 16, seed=4)
+    frames = [features.image(list(render(it, it.seed))) for it in videos]
+    texts = features.text([it.caption for it in videos])
+    assert metrics.clipsim(frames, texts) > metrics.clipsim(frames, texts.roll(1, dims=0))
+    assert 0 <= metrics.clipsim(frames, texts) <= 1  # the 0-1 scale papers print
+
+    sounds = _items("audio", 24, seed=5)
+    audio = features.audio([render(it, it.seed) for it in sounds], RENDER["sample_rate"])
+    texts = features.text([it.caption for it in sounds], "audio")
+    assert metrics.clip_score(audio, texts) > metrics.clip_score(audio, texts.roll(1, dims=0))
+
+
+def test_metric_inputs_are_checked():
+    with pytest.raises(ValueError, match="at least 2"):
+        metrics.frechet_distance(torch.zeros(1, 4), torch.zeros(3, 4))
+    with pytest.raises(ValueError, match="same D"):
+        metrics.frechet_distance(torch.zeros(3, 4), torch.zeros(3, 5))
+    with pytest.raises(ValueError, match="one text"):
+        metrics.clip_score(torch.zeros(3, 4), torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="one reference list per hypothesis"):
+        metrics.bleu4(["a"], [])
+
+
+# ---------------------------------------------------------------- captioning metrics
+CAPTIONS = [it.caption for it in _items("image", 12, seed=6)]
+
+
+def test_identical_captions_score_the_maximum():
+    refs = [[c] for c in CAPTIONS]
+    assert metrics.bleu4(CAPTIONS, refs) == pytest.approx(100)
+    best = metrics.cider(CAPTIONS, refs)
+    assert best == pytest.approx(1000, rel=1e-6)  # CIDEr-D's maximum with one reference: 10 (x 100)
+    one_word_off = [c.replace("the", "a", 1) if "the" in c else c + " now" for c in CAPTIONS]
+    assert metrics.cider(one_word_off, refs) < best
+    shuffled = CAPTIONS[1:] + CAPTIONS[:1]
+    assert metrics.cider(shuffled, refs) < metrics.cider(one_word_off, refs)
+    assert metrics.bleu4(shuffled, refs) < 100
+
+
+def test_captions_are_normalised_and_empty_answers_score_zero():
+    refs = [[c] for c in CAPTIONS[:3]]
+    shouted = [c.upper() + "." for c in CAPTIONS[:3]]
+    assert metrics.cider(shouted, refs) == pytest.approx(metrics.cider(CAPTIONS[:3], refs))
+    assert metrics.cider(["", "", ""], refs) == 0
+
+
+def test_meteor_runs_where_java_is_and_says_none_where_not(monkeypatch):
+    refs = [[c] for c in CAPTIONS[:4]]
+    if metrics.meteor_available():
+        assert metrics.meteor(CAPTIONS[:4], refs) == pytest.approx(100, abs=1e-6)
+    monkeypatch.setattr(metrics.shutil, "which", lambda _: None)
+    assert metrics.meteor(CAPTIONS[:4], refs) is None
+    assert "METEOR" not in metrics.caption_metrics(CAPTIONS[:4], refs)
+
+
+# ---------------------------------------------------------------- the toy decoder
+def test_toy_decoder_decodes_a_caption_s_own_target_to_that_caption(one_thread):
+    from nextgpt_mini.decoders import Decoders
+
+    decoders = Decoders("tiny")
+    for modality in ("image", "video", "audio"):
+        toy = ToyDecoder(decoders[modality])
+        captions = list(all_items(modality))[::7][:5]
+        for c in captions:
+            assert toy.caption_of(decoders[modality].targets([c])) == c
+    assert len(all_items("image")) == 6 * 4 * 3 * 5 and len(all_items("audio")) == 3 * 4 * 3
+
+
+# ---------------------------------------------------------------- suites and the CLI
+@pytest.fixture(scope="module")
+def toy_report(one_thread):
+    from nextgpt_mini.evaluation.suites import evaluate_suite
+
+    return evaluate_suite("toy", "package:tiny_system", limit=4, progress=False)
+
+
+def test_toy_suite_reports_every_task_for_both_systems(toy_report):
+    from nextgpt_mini.evaluation.suites import markdown
+
+    assert set(toy_report["systems"]) == {"trained", "untrained"}
+    for system in toy_report["systems"].values():
+        tasks = system["tasks"]
+        assert {"FID", "CLIP score"} <= set(tasks["T->I"]) and {"FID", "CLIPSIM"} <= set(tasks["T->V"])
+        assert {"FD", "CLAP score"} <= set(tasks["T->A"]) and {"BLEU-4", "CIDEr"} <= set(tasks["A->T"])
+        assert all(np.isfinite(v) for t in tasks.values() for k, v in t.items() if k != "examples")
+    trained = toy_report["systems"]["trained"]["tasks"]
+    assert trained["all tasks"]["signal accuracy"] > toy_report["systems"]["untrained"]["tasks"]["all tasks"]["signal accuracy"]
+    table = markdown(toy_report)
+    assert "| T->I | FID (lower is better) |" in table and "seed=1000" in table
+
+
+def test_same_seed_same_results(toy_report):
+    """Determinism on the CPU: the whole suite again, the same numbers."""
+    from nextgpt_mini.evaluation.suites import evaluate_suite
+
+    again = evaluate_suite("toy", "package:tiny_system", limit=4, progress=False)
+    assert again["systems"] == toy_report["systems"]
+
+
+def test_generation_is_deterministic_for_a_seed(one_thread):
+    from nextgpt_mini.decoders import Decoders
+    from nextgpt_mini.model import NextGPT
+
+    model = NextGPT.from_pretrained("package:tiny_system")
+    decoders = Decoders(model.profile)
+    a = model.generate("Show me a big red circle on the left.", decoders=decoders, seed=7)
+    b = model.generate("Show me a big red circle on the left.", decoders=decoders, seed=7)
+    assert a.text == b.text and np.array_equal(np.asarray(a.images[0]), np.asarray(b.images[0]))
+    c = model.generate("Show me a big red circle on the left.", decoders=decoders, seed=8)
+    assert not np.array_equal(np.asarray(a.images[0]), np.asarray(c.images[0]))
+
+
+def test_require_forces_the_output_side_and_says_so(one_thread):
+    from nextgpt_mini.model import NextGPT
+
+    model = NextGPT.from_pretrained("package:tiny_system")
+    r = model.generate("What sound does a red circle make?", require="image", decode=False)
+    assert r.forced == ["image"] and r.conditioning["image"].shape[0] == 1 and not r.images
+    with pytest.raises(ValueError, match="require"):
+        model.generate("hello", require="smell")
+
+
+def test_cli_evaluate_writes_json_and_markdown(tmp_path, one_thread):
+    from nextgpt_mini.cli import main
+
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--suite", "toy", "--limit", "2", "--baseline", "none", "--out", str(out), "--no-progress"]) == 0
+    report = json.loads((out / "results.json").read_text())
+    assert list(report["systems"]) == ["trained"] and report["samples"]["T->I"] == 2
+    assert (out / "results.md").read_text().startswith("### Suite `toy`")
+
+
+def test_real_suites_say_where_their_data_goes(tmp_path, capsys):
+    from nextgpt_mini.cli import main
+
+    assert main(["evaluate", "--suite", "coco-caption", "--checkpoint", "package:tiny_system", "--data", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "coco-caption/pairs.json" in err[0] and "Traceback" not in err[0]
