@@ -17,6 +17,12 @@ from nextgpt_mini.config import PROFILES, load_profile
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, KeyError, RuntimeError, OSError, ImportError)
 
 
+def writable_folder(path, what: str = "--out") -> Path:
+    from nextgpt_mini.utils import writable_folder as check
+
+    return check(path, what)
+
+
 def _add_profile_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default="tiny", choices=PROFILES, help="model sizes (default: tiny, CPU)")
     p.add_argument(
@@ -60,6 +66,7 @@ def cmd_encode(args) -> int:
     from nextgpt_mini.encoders.encode import Text, encode_to_file
 
     inputs = [Text(x[len("text:"):]) if x.startswith("text:") else x for x in args.inputs]
+    writable_folder(Path(args.out).parent, "--out's folder")
     s = encode_to_file(inputs, args.out, _profile(args), cache_dir=args.cache_dir, batch_size=args.batch_size,
                        device=args.device, progress=not args.no_progress)
     cache = f"; cache: {s['cache']['hits']} hits, {s['cache']['misses']} misses" if "cache" in s else ""
@@ -73,6 +80,7 @@ def cmd_train(args) -> int:
     from nextgpt_mini.model import NextGPT
 
     stages = _stage_list(args)
+    writable_folder(args.out or "outputs")
     model = NextGPT.from_profile(_profile(args))
     if args.init:
         model.load_trained(args.init)
@@ -160,6 +168,7 @@ def cmd_generate(args) -> int:
     from nextgpt_mini.decoders import Decoders
     from nextgpt_mini.generation import save_result
 
+    writable_folder(args.out)
     model = load_system(args)
     decoders = Decoders(model.profile)
     result = model.generate(args.prompt, args.media, decoders=decoders, max_new_tokens=args.max_new_tokens,
@@ -181,6 +190,7 @@ def cmd_chat(args) -> int:
     from nextgpt_mini.encoders.preprocess import MediaError
     from nextgpt_mini.generation import save_result
 
+    writable_folder(args.out)
     model = load_system(args)
     decoders = Decoders(model.profile)
     print("nextgpt-mini chat: type a message; attach files with @path (e.g. @cat.png); 'new' starts over; 'quit' ends.")
@@ -280,9 +290,7 @@ def cmd_evaluate(args) -> int:
     """Run an evaluation suite; print the table; write results.json and results.md to --out."""
     from nextgpt_mini.evaluation.suites import evaluate_suite, markdown, write_report
 
-    out = Path(args.out or f"outputs/eval/{args.suite}")
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"--out {out}: exists and is not a folder")
+    out = writable_folder(args.out or f"outputs/eval/{args.suite}")
     report = evaluate_suite(args.suite, args.checkpoint, baseline=args.baseline, limit=args.limit, data_dir=args.data,
                             protocol_file=args.protocol, progress=not args.no_progress)
     paths = write_report(report, out)

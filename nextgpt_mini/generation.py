@@ -56,7 +56,13 @@ def _media_inputs(model, media) -> list[dict]:
         if isinstance(m, (str, os.PathLike)):
             items.append({"modality": modality_of(m), "embedding": next(found)})
         elif isinstance(m, tuple) and len(m) == 2 and m[0] in MODALITIES:
-            items.append({"modality": m[0], "embedding": torch.as_tensor(m[1]).float().reshape(-1)})
+            embedding = torch.as_tensor(m[1]).float().reshape(-1)
+            if not torch.isfinite(embedding).all():
+                raise ValueError(f"media item ({m[0]!r}, embedding): the embedding contains NaN or infinite values")
+            if embedding.numel() != model.profile.encoder.out_embed_dim:
+                raise ValueError(f"media item ({m[0]!r}, embedding): {embedding.numel()} values, expected one "
+                                 f"{model.profile.encoder.out_embed_dim}-d encoder embedding")
+            items.append({"modality": m[0], "embedding": embedding})
         else:
             raise ValueError(f"media item {m!r}: expected a file path or a (modality, embedding) pair")
     return items

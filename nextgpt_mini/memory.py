@@ -125,6 +125,10 @@ def plan(profile: ProfileConfig | str, stage: str | None = None, dtype: str = "f
         raise ValueError(f"--dtype {dtype!r}: expected one of {', '.join(BYTES)}")
     if stage is not None and stage not in ("1", "2", "3"):
         raise ValueError(f"--stage {stage!r}: expected 1, 2 or 3")
+    if not gpu_gb > 0:
+        raise ValueError(f"--gpu-gb {gpu_gb}: expected a positive size in GB")
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"--batch-size {batch_size}: expected at least 1")
     counts = component_counts(profile)
     half = BYTES["fp16"]
     items = [Item("CUDA context", CUDA_CONTEXT)]

@@ -128,3 +128,20 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def writable_folder(path: str | os.PathLike, what: str = "--out") -> Path:
+    """`path` as a folder we can write into, created if needed; checked before any long work so a
+    bad output path fails in a second, not after training. Errors name `what` and the path."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{what} {path}: exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except PermissionError:
+        raise PermissionError(f"{what} {path}: not writable (permission denied); choose another folder") from None
+    except OSError as err:
+        raise OSError(f"{what} {path}: cannot write there ({err.strerror or err})") from None
+    return path

@@ -318,6 +318,10 @@ def encode(
                 if emb.shape != (len(group), dim):
                     raise RuntimeError(f"the encoder returned {tuple(emb.shape)} for {len(group)} "
                                        f"{modality} items, expected [{len(group)}, {dim}]")
+                bad = [first[u].source for row, u in enumerate(group) if not torch.isfinite(emb[row]).all()]
+                if bad:  # nothing of this batch reaches the cache or the output
+                    raise MediaError(f"{bad[0]}: its embedding came out NaN or infinite (NaN values in the input, "
+                                     "or encoder weights that hold them)")
                 for row, unit in enumerate(group):
                     out[units[unit]] = emb[row]
                 if cache is not None:

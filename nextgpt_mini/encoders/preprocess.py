@@ -484,6 +484,8 @@ def audio_to_tensor(
         waveform = waveform[None]
     if waveform.ndim != 2 or waveform.shape[-1] == 0:
         raise MediaError(f"{source}: the audio contains no samples")
+    if not torch.isfinite(waveform).all():
+        raise MediaError(f"{source}: the audio contains NaN or infinite samples")
     if channels == "mean":
         waveform = waveform.mean(0, keepdim=True)
     elif channels != "first":
