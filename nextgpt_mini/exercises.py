@@ -415,3 +415,67 @@ def ex08_3(count) -> None:
         assert int(value) == lora, f"{value} != {lora:,}: r x (in + out) per projection, 4 per layer, 32 layers"
 
     check("08.3", count, test)
+
+
+# ---- chapter 09 ---------------------------------------------------------------------------
+def ex09_1(clip_score_fn) -> None:
+    """clip_score_fn(media [N, D], texts [N, D]) -> float: torchmetrics' CLIP score by hand."""
+
+    def test(fn):
+        import torch
+
+        from nextgpt_mini.evaluation.metrics import clip_score
+
+        g = torch.Generator().manual_seed(9)
+        media, texts = torch.randn(16, 8, generator=g) * 3, torch.randn(16, 8, generator=g)
+        got = fn(media, texts)
+        if got is None:  # the stub
+            raise NotImplementedError
+        expected = clip_score(media, texts)
+        assert abs(float(got) - expected) < 1e-4, (
+            f"{float(got):.4f} != {expected:.4f}: cosine per pair (normalise both), negatives count as 0, x 100, mean")
+
+    check("09.1", clip_score_fn, test)
+
+
+def ex09_2(fids, features) -> None:
+    """{n: FID between two independent samples of n held-out toy images (seeds 1 and 2)} for n = 10, 40."""
+
+    def test(value):
+        from nextgpt_mini.data import toyworld as tw
+        from nextgpt_mini.evaluation.metrics import frechet_distance
+        from nextgpt_mini.evaluation.toy import render
+
+        assert set(value) == {10, 40}, f"keys {sorted(value)}: expected 10 and 40"
+
+        def feats(n, seed):
+            return features.fid_images([render(it, it.seed) for it in tw.sample_items("image", n, seed=seed, split="test")])
+
+        for n in (10, 40):
+            expected = frechet_distance(feats(n, 1), feats(n, 2))
+            assert abs(float(value[n]) - expected) < 1e-3 * max(expected, 1), f"n={n}: {value[n]} != {expected:.4f}"
+        assert value[10] > value[40], "with these samples FID should fall as n grows"
+
+    check("09.2", fids, test)
+
+
+def ex09_3(retrieval_fn) -> None:
+    """retrieval_fn(media [N, D], texts [N, D]) -> float in [0, 1]: the share of items whose most
+    similar text (cosine) is their own. A conditional metric: FID cannot see a swapped pair."""
+
+    def test(fn):
+        import torch
+
+        g = torch.Generator().manual_seed(3)
+        texts = torch.randn(12, 6, generator=g)
+        if fn(texts * 2.0, texts) is None:  # the stub
+            raise NotImplementedError
+        assert abs(float(fn(texts * 2.0, texts)) - 1.0) < 1e-6, "identical directions: every item finds its own text"
+        swapped = texts[[1, 0, *range(2, 12)]]
+        assert abs(float(fn(swapped, texts)) - 10 / 12) < 1e-6, "two swapped items: 10 of 12 right"
+        media = torch.randn(12, 6, generator=g)
+        expected = float(((torch.nn.functional.normalize(media, dim=-1) @ torch.nn.functional.normalize(texts, dim=-1).T)
+                          .argmax(1) == torch.arange(12)).float().mean())
+        assert abs(float(fn(media, texts)) - expected) < 1e-6, "compare each item with every text, not only its own"
+
+    check("09.3", retrieval_fn, test)

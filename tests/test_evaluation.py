@@ -2,6 +2,7 @@
 extractor), the toy suite end to end, the CLI, and determinism."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -206,3 +207,49 @@ def test_real_suites_say_where_their_data_goes(tmp_path, capsys):
     assert main(["evaluate", "--suite", "coco-caption", "--checkpoint", "package:tiny_system", "--data", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "coco-caption/pairs.json" in err[0] and "Traceback" not in err[0]
+
+
+def test_real_suites_run_on_a_local_copy_of_their_data(tmp_path, features):
+    """The real-suite code path (pair files, media files, the diffusion decoders, the paper's
+    column) on toy data and the tiny profile, with the protocol's sizes made tiny."""
+    from nextgpt_mini.evaluation.suites import PROTOCOLS, evaluate_suite, markdown
+
+    data = tmp_path / "data"
+    for suite, modality in (("coco-caption", "image"), ("coco-t2i", "image"), ("audiocaps-t2a", "audio")):
+        folder = data / suite / "pairs"
+        folder.mkdir(parents=True)
+        records = []
+        for k, it in enumerate(_items(modality, 3, seed=7)):
+            name = f"{k}.png" if modality == "image" else f"{k}.wav"
+            if modality == "image":
+                render(it, it.seed).save(folder / name)
+            else:
+                import soundfile as sf
+
+                sf.write(folder / name, render(it, it.seed), RENDER["sample_rate"])
+            records += [{f"{modality}_name": name, "caption": it.caption}, {f"{modality}_name": name, "caption": "something"}]
+        (data / suite / "pairs.json").write_text(json.dumps(records))
+    protocols = json.loads(PROTOCOLS.read_text())
+    for p in protocols.values():
+        p.update(samples=3, steps=2, meteor=False)
+        p.pop("resolution", None)
+        p.pop("audio_seconds", None)
+    (tmp_path / "protocols.json").write_text(json.dumps(protocols))
+
+    caption = evaluate_suite("coco-caption", "package:tiny_system", data_dir=data, protocol_file=tmp_path / "protocols.json",
+                             features=features, progress=False)
+    tasks = caption["systems"]["trained"]["tasks"]
+    assert caption["samples"] == {"I->T": 3} and np.isfinite(tasks["I->T"]["CIDEr"])
+    assert "| I->T | CIDEr |" in markdown(caption) and "156.7" in markdown(caption)
+
+    t2i = evaluate_suite("coco-t2i", "package:tiny_system", data_dir=data, protocol_file=tmp_path / "protocols.json",
+                         features=features, progress=False)
+    assert np.isfinite(t2i["systems"]["trained"]["tasks"]["T->I"]["FID"]) and t2i["paper"]["T->I"]["FID"] == 11.28
+    t2a = evaluate_suite("audiocaps-t2a", "package:tiny_system", data_dir=data, protocol_file=tmp_path / "protocols.json",
+                         features=features, progress=False)
+    assert np.isfinite(t2a["systems"]["trained"]["tasks"]["T->A"]["FD"])
+
+    (data / "msrvtt-t2v").mkdir()
+    shutil.copy(data / "audiocaps-t2a" / "pairs.json", data / "msrvtt-t2v" / "pairs.json")
+    with pytest.raises(ValueError, match="holds audio pairs"):
+        evaluate_suite("msrvtt-t2v", "package:tiny_system", data_dir=data, progress=False)
