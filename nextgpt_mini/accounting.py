@@ -113,7 +113,8 @@ def output_projector_count(profile: ProfileConfig) -> int:
 
     with torch.device("meta"):
         return sum(p.numel() for m in ("image", "video", "audio")
-                   for p in OutputProjector(profile.llm.hidden_size, getattr(profile, f"{m}_projector")).parameters())
+                   for p in OutputProjector(profile.llm.hidden_size, getattr(profile, f"{m}_projector"),
+                                                   getattr(profile.signal_tokens, m)).parameters())
 
 
 def format_table(rows: list[Row], reference: dict[str, float] | None = None) -> str:

@@ -120,6 +120,12 @@ class OutputProjectorConfig:
     dropout: float = 0.0
     num_queries: int = 77  # learned queries: one per conditioning token of the decoder
     out_dim: int = 768  # the decoder's conditioning width
+    # A Linear from the N signal-token states, flattened, straight to the Q x out_dim output, added
+    # to the transformer's. Not in the paper; the tiny profile needs it: in stage 2's ~170 updates
+    # per modality its one-layer transformer collapses to the mean target (held-out image retrieval
+    # 4 %, chance 3 %), while the LLM's states carry the caption (a ridge fit on them: 94 %); with
+    # this path, 70 %. At paper size it would be 1 B parameters (4 x 4096 -> 77 x 768), so off there.
+    linear_path: bool = False
 
 
 @dataclass
@@ -328,15 +334,15 @@ def _tiny() -> ProfileConfig:
         signal_tokens=SignalTokenConfig(image=4, video=8, audio=4),
         image_projector=OutputProjectorConfig(
             d_model=64, num_heads=2, num_encoder_layers=1, num_decoder_layers=1,
-            dim_feedforward=128, num_queries=16, out_dim=32,
+            dim_feedforward=128, num_queries=16, out_dim=32, linear_path=True,
         ),
         video_projector=OutputProjectorConfig(
             d_model=64, num_heads=2, num_encoder_layers=1, num_decoder_layers=1,
-            dim_feedforward=128, num_queries=16, out_dim=32,
+            dim_feedforward=128, num_queries=16, out_dim=32, linear_path=True,
         ),
         audio_projector=OutputProjectorConfig(
             d_model=64, num_heads=2, num_encoder_layers=1, num_decoder_layers=1,
-            dim_feedforward=128, num_queries=1, out_dim=32,
+            dim_feedforward=128, num_queries=1, out_dim=32, linear_path=True,
         ),
         image_decoder=DecoderConfig(name_or_path="tiny", steps=2, guidance_scale=2.0, height=32, width=32),
         video_decoder=DecoderConfig(
@@ -348,9 +354,13 @@ def _tiny() -> ProfileConfig:
         train=TrainConfig(
             lr=1e-2, batch_size=16, steps={"1": 300, "2": 500, "3": 400}, mixed_precision="no", eval_every=50,
             # the output projectors are transformers: a gentler rate, and more (smaller) steps in the
-            # same minute than the one-layer input projector needs. Stage 3 at batch 8: right signal
-            # tokens in 98.5% of held-out first replies after 400 steps (100% at batch 16, twice the time)
-            stage_overrides={"2": {"lr": 3e-3, "batch_size": 8, "eval_every": 100}, "3": {"batch_size": 8, "eval_every": 200}},
+            # same minute than the one-layer input projector needs. Stage 3 trains them too, so it
+            # keeps that rate: at 1e-2 it undid stage 2's image alignment (held-out image retrieval
+            # 81% -> 10%; every generated image request decoded as a purple object); at 3e-3 it
+            # stays at 77%, with a lower dialogue NLL (0.148 vs 0.174) and right signal tokens in
+            # 100% of held-out first replies (98.5%). Measured by the toy suite (evaluation/).
+            stage_overrides={"2": {"lr": 3e-3, "batch_size": 8, "eval_every": 100},
+                             "3": {"lr": 3e-3, "batch_size": 8, "eval_every": 200}},
         ),
     )
 

@@ -31,7 +31,8 @@ class NextGPT(nn.Module):
         self.signal = signal
         self.input_projector = InputProjector(profile.encoder.out_embed_dim, profile.llm.hidden_size)
         self.output_projectors = nn.ModuleDict({
-            m: OutputProjector(profile.llm.hidden_size, getattr(profile, f"{m}_projector")) for m in MODALITIES
+            m: OutputProjector(profile.llm.hidden_size, getattr(profile, f"{m}_projector"), getattr(profile.signal_tokens, m))
+            for m in MODALITIES
         })
         # The encoder is frozen and only ever used under no_grad; keeping it outside the module
         # tree keeps it out of state dicts, optimizers and DDP. The same for the decoders, which

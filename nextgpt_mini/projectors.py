@@ -39,11 +39,17 @@ class OutputProjector(nn.Module):
     encoder reads the N states and whose decoder reads Q learned queries (one per conditioning
     token the decoder expects: 77 for CLIP), then Linear(d_model -> out_dim): [B, Q, out_dim].
     With Q = 1 (AudioLDM's single CLAP vector) the output is [B, out_dim].
+
+    `cfg.linear_path` adds a Linear from the N states, flattened, to the whole output (the tiny
+    profile's; see `OutputProjectorConfig`): it needs `num_inputs` = N, the modality's signal tokens.
     """
 
-    def __init__(self, hidden_size: int, cfg: OutputProjectorConfig):
+    def __init__(self, hidden_size: int, cfg: OutputProjectorConfig, num_inputs: int | None = None):
         super().__init__()
         self.cfg = cfg
+        if cfg.linear_path and not num_inputs:
+            raise ValueError("OutputProjector: linear_path needs num_inputs, the number of signal tokens")
+        self.linear_path = nn.Linear(num_inputs * hidden_size, cfg.num_queries * cfg.out_dim) if cfg.linear_path else None
         self.fc_in = nn.Linear(hidden_size, cfg.d_model)
         with warnings.catch_warnings():  # norm_first=True rules out a fast path nobody asked for
             warnings.filterwarnings("ignore", message="enable_nested_tensor is True")
@@ -57,7 +63,10 @@ class OutputProjector(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor, input_embeds: torch.Tensor) -> torch.Tensor:
         """[B, N, hidden] x 2 -> [B, Q, out_dim] (or [B, out_dim] when Q = 1)."""
-        x = self.fc_in(hidden_states + input_embeds)
+        states = hidden_states + input_embeds
+        x = self.fc_in(states)
         queries = self.queries.expand(x.shape[0], -1, -1).to(x.dtype)
         out = self.fc_out(self.transformer(x, queries))
+        if self.linear_path is not None:
+            out = out + self.linear_path(states.flatten(1)).view_as(out)
         return out[:, 0] if self.cfg.num_queries == 1 else out

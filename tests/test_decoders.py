@@ -30,8 +30,8 @@ def test_generates_from_projector_output_and_saves_readable_files(decoders, moda
     profile = load_profile("tiny")
     dec = decoders[modality]
     torch.manual_seed(0)
-    projector = OutputProjector(profile.llm.hidden_size, getattr(profile, f"{modality}_projector"))
     n_signal = getattr(profile.signal_tokens, modality)
+    projector = OutputProjector(profile.llm.hidden_size, getattr(profile, f"{modality}_projector"), n_signal)
     with torch.no_grad():
         embeds = projector(torch.randn(2, n_signal, profile.llm.hidden_size), torch.randn(2, n_signal, profile.llm.hidden_size))
     assert tuple(embeds.shape[1:]) == dec.target_shape
@@ -157,13 +157,32 @@ def test_paper_output_projectors_match_the_paper_size():
 def test_output_projector_reads_hidden_plus_embedding():
     profile = load_profile("tiny")
     torch.manual_seed(0)
-    p = OutputProjector(profile.llm.hidden_size, profile.image_projector).eval()
+    p = OutputProjector(profile.llm.hidden_size, profile.image_projector, 4).eval()
     h, e = torch.randn(2, 4, profile.llm.hidden_size), torch.randn(2, 4, profile.llm.hidden_size)
     with torch.no_grad():
         assert torch.allclose(p(h, e), p(h + e, torch.zeros_like(e)), atol=1e-6)
         assert p(h, e).shape == (2, profile.image_projector.num_queries, profile.image_projector.out_dim)
-        audio = OutputProjector(profile.llm.hidden_size, profile.audio_projector).eval()
+        audio = OutputProjector(profile.llm.hidden_size, profile.audio_projector, 4).eval()
         assert audio(h, e).shape == (2, profile.audio_projector.out_dim)
+
+
+def test_the_linear_path_is_a_flattened_linear_added_to_the_transformer():
+    import copy
+
+    profile = load_profile("tiny")
+    assert profile.image_projector.linear_path and not load_profile("paper").image_projector.linear_path
+    torch.manual_seed(0)
+    with_path = OutputProjector(profile.llm.hidden_size, profile.image_projector, 4).eval()
+    without = copy.deepcopy(profile.image_projector)
+    without.linear_path = False
+    plain = OutputProjector(profile.llm.hidden_size, without).eval()
+    plain.load_state_dict({k: v for k, v in with_path.state_dict().items() if not k.startswith("linear_path.")})
+    h, e = torch.randn(2, 4, profile.llm.hidden_size), torch.randn(2, 4, profile.llm.hidden_size)
+    with torch.no_grad():
+        skip = with_path.linear_path((h + e).flatten(1)).view(2, 16, 32)
+        assert torch.allclose(with_path(h, e), plain(h, e) + skip, atol=1e-6)
+    with pytest.raises(ValueError, match="num_inputs"):
+        OutputProjector(profile.llm.hidden_size, profile.image_projector)
 
 
 def test_hf_offline_is_set_for_tests():

@@ -253,3 +253,22 @@ def test_real_suites_run_on_a_local_copy_of_their_data(tmp_path, features):
     shutil.copy(data / "audiocaps-t2a" / "pairs.json", data / "msrvtt-t2v" / "pairs.json")
     with pytest.raises(ValueError, match="holds audio pairs"):
         evaluate_suite("msrvtt-t2v", "package:tiny_system", data_dir=data, progress=False)
+
+
+def test_a_demo_output_folder_is_a_checkpoint(tmp_path, one_thread):
+    """`nextgpt-mini evaluate --checkpoint outputs/demo`: the demo saves its system in checkpoint/."""
+    from nextgpt_mini.evaluation.suites import load_system
+    from nextgpt_mini.utils import asset_path
+
+    shutil.copytree(asset_path("package:tiny_system"), tmp_path / "demo" / "checkpoint")
+    model = load_system(str(tmp_path / "demo"), "tiny")
+    assert model.profile.name == "tiny" and any("linear_path" in n for n, _ in model.named_parameters())
+
+
+def test_the_trained_system_beats_the_untrained_one_on_every_metric(one_thread):
+    """The acceptance of the toy suite, on the shipped trained system, 16 requests per direction."""
+    from nextgpt_mini.evaluation.suites import better, evaluate_suite, rows
+
+    report = evaluate_suite("toy", "package:tiny_system", limit=16, progress=False)
+    worse = [(task, metric, per) for task, metric, per, _ in rows(report) if not better(metric, per["trained"], per["untrained"])]
+    assert not worse, worse
