@@ -272,3 +272,57 @@ def test_the_trained_system_beats_the_untrained_one_on_every_metric(one_thread):
     report = evaluate_suite("toy", "package:tiny_system", limit=16, progress=False)
     worse = [(task, metric, per) for task, metric, per, _ in rows(report) if not better(metric, per["trained"], per["untrained"])]
     assert not worse, worse
+
+
+def _tiny_clip_folder(folder):
+    """A random CLIP with a character-level tokenizer, saved as a hub folder (no download)."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    folder.mkdir(parents=True)
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for c in "abcdefghijklmnopqrstuvwxyz":
+        vocab[c], vocab[c + "</w>"] = len(vocab), len(vocab) + 1
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), pad_token="<|endoftext|>")
+    images = CLIPImageProcessor(size={"shortest_edge": 30}, crop_size={"height": 30, "width": 30})
+    torch.manual_seed(0)
+    layers = dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2)
+    model = CLIPModel(CLIPConfig(text_config=dict(layers, vocab_size=len(vocab), bos_token_id=0, eos_token_id=1, pad_token_id=1),
+                                 vision_config=dict(layers, image_size=30, patch_size=6), projection_dim=16))
+    model.save_pretrained(folder)
+    CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(folder)
+    return model, CLIPProcessor.from_pretrained(folder)
+
+
+def test_real_clip_features_give_torchmetrics_clip_score(tmp_path):
+    """The real suites' CLIP path (a local folder in place of the hub id) against torchmetrics' own
+    CLIPScore on the same model: our glue computes the same number."""
+    from torchmetrics.multimodal import CLIPScore
+
+    from nextgpt_mini.evaluation.features import RealFeatures
+
+    model, processor = _tiny_clip_folder(tmp_path / "clip")
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (40, 40, 3), dtype=np.uint8) for _ in range(4)]
+    texts = ["a red circle", "a blue square", "green", "a small purple diamond"]
+    real = RealFeatures(clip=str(tmp_path / "clip"), device="cpu")
+    ours = metrics.clip_score(real.image(images), real.text(texts))
+    # torchmetrics 1.9 expects transformers 4's tensors from get_*_features; transformers 5 returns
+    # model outputs (one reason our glue computes the score from features itself)
+    class Tensors(torch.nn.Module):
+        def __init__(self, clip):
+            super().__init__()
+            self.clip, self.config = clip.eval(), clip.config
+
+        def get_image_features(self, *args, **kwargs):
+            return self.clip.get_image_features(*args, **kwargs).pooler_output
+
+        def get_text_features(self, *args, **kwargs):
+            return self.clip.get_text_features(*args, **kwargs).pooler_output
+
+    reference = CLIPScore(model_name_or_path=lambda: (Tensors(model), processor))
+    theirs = float(reference(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2), texts))
+    assert ours == pytest.approx(theirs, abs=1e-3)
+    with pytest.raises(OSError, match="hf download"):
+        RealFeatures(clip=str(tmp_path / "missing"), device="cpu").image(images)
