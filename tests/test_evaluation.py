@@ -298,6 +298,7 @@ def _tiny_clip_folder(folder):
 def test_real_clip_features_give_torchmetrics_clip_score(tmp_path):
     """The real suites' CLIP path (a local folder in place of the hub id) against torchmetrics' own
     CLIPScore on the same model: our glue computes the same number."""
+    from torchmetrics.functional.multimodal.clip_score import _clip_score_update
     from torchmetrics.multimodal import CLIPScore
 
     from nextgpt_mini.evaluation.features import RealFeatures
@@ -321,8 +322,12 @@ def test_real_clip_features_give_torchmetrics_clip_score(tmp_path):
         def get_text_features(self, *args, **kwargs):
             return self.clip.get_text_features(*args, **kwargs).pooler_output
 
+    pixels = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
     reference = CLIPScore(model_name_or_path=lambda: (Tensors(model), processor))
-    theirs = float(reference(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2), texts))
-    assert ours == pytest.approx(theirs, abs=1e-3)
+    assert ours == pytest.approx(float(reference(pixels, texts)), abs=1e-3)
+    # per pair too (a random CLIP's mean can fall below the floor, where both would read 0)
+    per_pair, _ = _clip_score_update(pixels, texts, Tensors(model), processor)
+    mine = 100 * torch.nn.functional.cosine_similarity(real.image(images), real.text(texts), dim=-1)
+    torch.testing.assert_close(mine, per_pair.float(), atol=1e-3, rtol=1e-4)
     with pytest.raises(OSError, match="hf download"):
         RealFeatures(clip=str(tmp_path / "missing"), device="cpu").image(images)
