@@ -253,6 +253,9 @@ def test_real_suites_run_on_a_local_copy_of_their_data(tmp_path, features):
     shutil.copy(data / "audiocaps-t2a" / "pairs.json", data / "msrvtt-t2v" / "pairs.json")
     with pytest.raises(ValueError, match="holds audio pairs"):
         evaluate_suite("msrvtt-t2v", "package:tiny_system", data_dir=data, progress=False)
+    (data / "coco-t2i" / "pairs" / "1.png").unlink()
+    with pytest.raises(FileNotFoundError, match="1.png: no such file"):
+        evaluate_suite("coco-t2i", "package:tiny_system", data_dir=data, progress=False)
 
 
 def test_a_demo_output_folder_is_a_checkpoint(tmp_path, one_thread):

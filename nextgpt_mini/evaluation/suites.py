@@ -141,10 +141,12 @@ def _real_samples(suite: str, task: str, protocol: dict, data_dir, n: int) -> li
         by_file[f].append(c)
     out = []
     for k, (f, caps) in enumerate(list(by_file.items())[:n]):
+        if not f.is_file():  # before any generation, not after hours of it
+            raise FileNotFoundError(f"{f}: no such file (named in {pairs})")
         seed = protocol["seed"] + k
         if task in GENERATION:
             out.append({"prompt": protocol["prompt"].format(caption=caps[0]), "caption": caps[0], "modality": modality,
-                        "reference": read_reference(f, modality, protocol.get("sample_rate", 16000)), "seed": seed})
+                        "reference_path": f, "seed": seed})
         else:
             out.append({"prompt": protocol["prompt"], "media": str(f), "references": caps, "modality": modality, "seed": seed})
     return out
@@ -177,6 +179,9 @@ def read_reference(path: Path, modality: str, sample_rate: int):
 # --------------------------------------------------------------------------------------------
 # Running one task
 # --------------------------------------------------------------------------------------------
+CHUNK = 32  # media held in memory at once: features are computed per chunk (30,000 COCO images would not fit)
+
+
 def _generation_task(model, samples: list[dict], modality: str, protocol: dict, features, decoders, progress) -> dict:
     from tqdm.auto import tqdm
 
@@ -184,28 +189,48 @@ def _generation_task(model, samples: list[dict], modality: str, protocol: dict, 
 
     toy = protocol["decode"] == "toy-world"
     renderer = ToyDecoder(decoders[modality], model.profile.train.distance) if toy else None
-    made, asked = [], []
-    for s in tqdm(samples, desc=f"{modality} generation", disable=not progress, leave=False):
-        r = model.generate(s["prompt"], decoders=decoders, seed=s["seed"], require=modality, decode=not toy,
-                           max_new_tokens=protocol["max_new_tokens"])
-        asked.append(not r.forced and modality not in r.completed)
-        made.append(renderer.decode(r.conditioning[modality], s["seed"])[0] if toy else r.media(modality)[0])
-    refs = [s["reference"] for s in samples]
+    rate = _sample_rate(decoders, protocol)
+    asked, feats = [], defaultdict(list)  # feats: real / made (Fréchet) and score (media for the text score)
+    bar = tqdm(total=len(samples), desc=f"{modality} generation", disable=not progress, leave=False)
+    for start in range(0, len(samples), CHUNK):
+        chunk, made = samples[start : start + CHUNK], []
+        for s in chunk:
+            r = model.generate(s["prompt"], decoders=decoders, seed=s["seed"], require=modality, decode=not toy,
+                               max_new_tokens=protocol["max_new_tokens"])
+            asked.append(not r.forced and modality not in r.completed)
+            made.append(renderer.decode(r.conditioning[modality], s["seed"])[0] if toy else r.media(modality)[0])
+            bar.update(1)
+        refs = [_reference(s, modality, rate) for s in chunk]
+        if modality == "image":
+            feats["real"].append(features.fid_images(refs))
+            feats["made"].append(features.fid_images(made))
+            feats["score"].append(features.image(made))
+        elif modality == "video":  # FID on frames; CLIPSIM per video over its frames
+            feats["real"].append(features.fid_images([f for v in refs for f in v]))
+            feats["made"].append(features.fid_images([f for v in made for f in v]))
+            feats["score"].extend(features.image(list(v)) for v in made)
+        else:
+            feats["real"].append(features.audio(refs, rate))
+            feats["made"].append(features.audio(made, rate))
+            feats["score"].append(feats["made"][-1])
+    bar.close()
     texts = features.text([s["caption"] for s in samples], modality)
+    fd = metrics.frechet_distance(torch.cat(feats["real"]), torch.cat(feats["made"]))
     out = {"_signals": asked}
     if modality == "image":
-        out["FID"] = metrics.frechet_distance(features.fid_images(refs), features.fid_images(made))
-        out["CLIP score"] = metrics.clip_score(features.image(made), texts)
+        out.update({"FID": fd, "CLIP score": metrics.clip_score(torch.cat(feats["score"]), texts)})
     elif modality == "video":
-        frames = [list(v) for v in made]
-        out["FID"] = metrics.frechet_distance(features.fid_images([f for v in refs for f in v]),
-                                              features.fid_images([f for v in frames for f in v]))
-        out["CLIPSIM"] = metrics.clipsim([features.image(v) for v in frames], texts)
+        out.update({"FID": fd, "CLIPSIM": metrics.clipsim(feats["score"], texts)})
     else:
-        rate = _sample_rate(decoders, protocol)
-        out["FD"] = metrics.frechet_distance(features.audio(refs, rate), features.audio(made, rate))
-        out["CLAP score"] = metrics.clip_score(features.audio(made, rate), texts)
+        out.update({"FD": fd, "CLAP score": metrics.clip_score(torch.cat(feats["score"]), texts)})
     return out
+
+
+def _reference(sample: dict, modality: str, sample_rate: int):
+    """The sample's reference media: rendered (toy) or read from its file (real suites), only when needed."""
+    if "reference" in sample:
+        return sample["reference"]
+    return read_reference(sample["reference_path"], modality, sample_rate)
 
 
 def _sample_rate(decoders, protocol: dict) -> int:
