@@ -57,9 +57,9 @@ def bench_training(profile, llm, device, dtype, batch: int, steps: int) -> dict:
     from nextgpt_mini.projectors import OutputProjector
 
     seq, hidden = profile.llm.max_length, profile.llm.hidden_size
-    projectors = [OutputProjector(hidden, getattr(profile, f"{m}_projector")).to(device, dtype) for m in ("image", "video", "audio")]
-    n_signal = 8
-    trainable = [p for p in llm.parameters() if p.requires_grad] + [p for pr in projectors for p in pr.parameters()]
+    signals = {m: getattr(profile.signal_tokens, m) for m in ("image", "video", "audio")}
+    projectors = {m: OutputProjector(hidden, getattr(profile, f"{m}_projector"), n).to(device, dtype) for m, n in signals.items()}
+    trainable = [p for p in llm.parameters() if p.requires_grad] + [p for pr in projectors.values() for p in pr.parameters()]
     opt = torch.optim.AdamW(trainable, lr=1e-4)
     ids = torch.randint(0, profile.llm.vocab_size, (batch, seq), device=device)
     if hasattr(llm, "gradient_checkpointing_enable") and profile.train.gradient_checkpointing:
@@ -69,8 +69,8 @@ def bench_training(profile, llm, device, dtype, batch: int, steps: int) -> dict:
 
     def step():
         out = llm(input_ids=ids, labels=ids, output_hidden_states=True)
-        h = out.hidden_states[-1][:, -n_signal:]
-        loss = out.loss + sum(pr(h, h).float().pow(2).mean() for pr in projectors)
+        h = out.hidden_states[-1]  # the last positions stand in for each modality's signal tokens
+        loss = out.loss + sum(pr(h[:, -signals[m]:], h[:, -signals[m]:]).float().pow(2).mean() for m, pr in projectors.items())
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
