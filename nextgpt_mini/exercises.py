@@ -419,8 +419,8 @@ def ex08_3(count) -> None:
 
 # ---- chapter 09 ---------------------------------------------------------------------------
 def ex09_1(clip_score_fn) -> None:
-    """clip_score_fn(media [N, D], texts [N, D]) -> float: torchmetrics' CLIP score by hand:
-    max(100 x the mean cosine of the pairs, 0)."""
+    """clip_score_fn(media [N, D], texts [N, D]) -> float: the CLIP score by hand: per pair
+    max(100 x cos, 0), then the mean."""
 
     def test(fn):
         import torch
@@ -429,14 +429,14 @@ def ex09_1(clip_score_fn) -> None:
 
         g = torch.Generator().manual_seed(9)
         media = torch.randn(16, 8, generator=g) * 3
-        sign = torch.tensor([1.0] * 12 + [-1.0] * 4)[:, None]  # a few anti-aligned pairs: the floor is on the mean
+        sign = torch.tensor([1.0] * 12 + [-1.0] * 4)[:, None]  # a few anti-aligned pairs: the floor is per pair
         texts = sign * media + torch.randn(16, 8, generator=g)
         got = fn(media, texts)
         if got is None:  # the stub
             raise NotImplementedError
         expected = clip_score(media, texts)
         assert abs(float(got) - expected) < 1e-4, (
-            f"{float(got):.4f} != {expected:.4f}: cosine per pair (normalise both), mean, x 100, floored at 0")
+            f"{float(got):.4f} != {expected:.4f}: cosine per pair (normalise both), x 100, negatives count as 0, mean")
 
     check("09.1", clip_score_fn, test)
 

@@ -8,12 +8,14 @@ Inception / CLIP / CLAP for real suites, the tiny encoder in the toy suite and i
   of features: FID on Inception pool features, FD/FAD on audio embeddings. torchmetrics'
   `FrechetInceptionDistance` does the arithmetic; it accepts any feature module, so we hand it
   features that are already computed (an identity module).
-* `clip_score(media, texts)`: as torchmetrics' `CLIPScore` computes it, 100 x the cosine of each
-  (media, text) pair, averaged, and floored at 0 (the floor applies to the mean, not to each
-  pair). CLIPSIM (video) is the same similarity per frame, averaged over frames then videos, on a
-  0-1 scale as video papers print it; the CLAP score is the CLIP-score formula in CLAP's
-  audio-text space. (torchmetrics' own `CLIPScore` is not used: version 1.9 expects the tensors
-  transformers 4 returned from `get_image_features`, and breaks on transformers 5.)
+* `clip_score(media, texts)`: CLIPScore as Hessel et al. (2021) define it and torchmetrics documents
+  it: per pair max(100 x cos(media, text), 0), averaged. (torchmetrics' implementation floors the
+  mean instead of each pair: the same whenever the cosines are positive, as with real CLIP models;
+  in the tiny encoder's space unrelated pairs sit near -0.1, and a floored mean read 0 for the
+  trained and the untrained system alike.) CLIPSIM (video) is the same per frame, averaged over
+  frames then videos, on the 0-1 scale video papers print; the CLAP score is the CLIP score in
+  CLAP's audio-text space. (torchmetrics' own `CLIPScore` is not used: version 1.9 expects the
+  tensors transformers 4 returned from `get_image_features`, and breaks on transformers 5.)
 * `bleu4`, `cider`, `meteor`: captioning. BLEU-4 from torchmetrics; CIDEr-D (and METEOR, which
   needs Java) from pycocoevalcap, the COCO caption evaluation code the papers use. Both are
   reported x 100, as papers print them (NExT-GPT's COCO CIDEr: 156.7).
@@ -56,25 +58,24 @@ def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
     return max(float(metric.compute()), 0.0)  # float error can give -1e-9 for identical sets
 
 
-def _pairwise_cosine(media: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
+def _pairwise_score(media: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
+    """max(100 x cos, 0) per (media, text) pair."""
     if media.shape != texts.shape:
         raise ValueError(f"expected one text feature per media feature, got {tuple(media.shape)} and {tuple(texts.shape)}")
-    return F.cosine_similarity(media.float(), texts.float(), dim=-1)
+    return 100 * F.cosine_similarity(media.float(), texts.float(), dim=-1).clamp(min=0)
 
 
 def clip_score(media: torch.Tensor, texts: torch.Tensor) -> float:
-    """CLIP score (or CLAP score) of paired features [N, D]: max(100 * mean(cos), 0), torchmetrics' formula."""
-    return max(100 * float(_pairwise_cosine(media, texts).mean()), 0.0)
+    """CLIP score (or CLAP score) of paired features [N, D]: the mean of max(100 x cos, 0) per pair."""
+    return float(_pairwise_score(media, texts).mean())
 
 
 def clipsim(frames: list[torch.Tensor], texts: torch.Tensor) -> float:
     """CLIPSIM: per video, the mean CLIP similarity of its frames [F, D] with its text [D]; then the
-    mean over videos, floored at 0. On the 0-1 scale video papers print (NExT-GPT's MSR-VTT:
-    0.3085), not x 100."""
+    mean over videos. On the 0-1 scale video papers print (NExT-GPT's MSR-VTT: 0.3085), not x 100."""
     if len(frames) != len(texts):
         raise ValueError(f"expected one text per video, got {len(frames)} videos and {len(texts)} texts")
-    per_video = torch.stack([_pairwise_cosine(f, t.expand_as(f)).mean() for f, t in zip(frames, texts)])
-    return max(float(per_video.mean()), 0.0)
+    return float(torch.stack([_pairwise_score(f, t.expand_as(f)).mean() for f, t in zip(frames, texts)]).mean()) / 100
 
 
 def normalize_caption(text: str) -> str:
