@@ -399,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="run an evaluation suite (toy, or a paper benchmark on a local copy of its data)")
     p.add_argument("--suite", required=True, choices=["toy", "coco-t2i", "audiocaps-t2a", "msrvtt-t2v", "coco-caption"])
     p.add_argument("--checkpoint", default="package:tiny_system",
-                   help="a save_pretrained or `demo` output folder, 'untrained', or package:tiny_system (default)")
+                   help="a save_pretrained, `demo` or `train` output folder, 'untrained', or package:tiny_system (default)")
     p.add_argument("--baseline", default=None, choices=["untrained", "none"], help="also evaluate this (default: the protocol's)")
     p.add_argument("--limit", type=int, default=None, help="at most N samples per task (default: the protocol's count)")
     p.add_argument("--data", default=None, help="real suites: DIR holding <suite>/pairs.json and the media")

@@ -258,14 +258,19 @@ def test_real_suites_run_on_a_local_copy_of_their_data(tmp_path, features):
         evaluate_suite("coco-t2i", "package:tiny_system", data_dir=data, progress=False)
 
 
-def test_a_demo_output_folder_is_a_checkpoint(tmp_path, one_thread):
-    """`nextgpt-mini evaluate --checkpoint outputs/demo`: the demo saves its system in checkpoint/."""
+def test_demo_and_train_output_folders_are_checkpoints(tmp_path, one_thread):
+    """`evaluate --checkpoint outputs/demo` (the demo saves its system in checkpoint/) and a `train` output."""
     from nextgpt_mini.evaluation.suites import load_system
     from nextgpt_mini.utils import asset_path
 
     shutil.copytree(asset_path("package:tiny_system"), tmp_path / "demo" / "checkpoint")
     model = load_system(str(tmp_path / "demo"), "tiny")
     assert model.profile.name == "tiny" and any("linear_path" in n for n, _ in model.named_parameters())
+    # a `train` output folder: checkpoint/trainable.safetensors and no config.json
+    (tmp_path / "train" / "checkpoint").mkdir(parents=True)
+    shutil.copy(asset_path("package:tiny_system") / "trained.safetensors", tmp_path / "train" / "checkpoint" / "trainable.safetensors")
+    trained = load_system(str(tmp_path / "train"), "tiny")
+    assert all(torch.equal(a, b) for a, b in zip(trained.trained_state_dict().values(), model.trained_state_dict().values()))
 
 
 def test_the_trained_system_beats_the_untrained_one_on_every_metric(one_thread):

@@ -62,7 +62,8 @@ def load_protocol(suite: str, path: str | os.PathLike | None = None) -> dict:
 
 def load_system(checkpoint: str, profile=None):
     """A NextGPT to evaluate: "untrained" (the profile's system as built), "package:tiny_system",
-    or a folder written by `save_pretrained` / `nextgpt-mini demo` / `train`."""
+    a folder written by `save_pretrained` or `nextgpt-mini demo`, or a `nextgpt-mini train` output
+    folder (trainer weights only: loaded into `profile`, default tiny)."""
     from nextgpt_mini.config import load_profile
     from nextgpt_mini.model import NextGPT
 
@@ -78,7 +79,12 @@ def load_system(checkpoint: str, profile=None):
         if not folder.is_dir():
             raise FileNotFoundError(f"{checkpoint}: no such checkpoint folder (expected one written by save_pretrained "
                                     "or `nextgpt-mini demo`, or 'untrained', or 'package:tiny_system')")
-        model = NextGPT.from_pretrained(folder)
+        if (folder / "config.json").is_file():
+            model = NextGPT.from_pretrained(folder)
+        else:  # a trainer's output: weights without a config (the same rule as `generate --checkpoint`)
+            p = profile if hasattr(profile, "name") else load_profile(profile or "tiny")
+            model = NextGPT.from_profile(p)
+            model.load_trained(folder)
     wanted = getattr(profile, "name", profile)
     if wanted and model.profile.name != wanted:
         raise ValueError(f"{checkpoint}: a {model.profile.name!r} system, but this suite evaluates the {wanted!r} profile")
