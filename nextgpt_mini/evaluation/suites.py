@@ -354,7 +354,7 @@ def markdown(report: dict) -> str:
             cells.append("—" if paper is None else f"{paper:g}")
         lines.append("| " + " | ".join(cells) + " |")
     p = report["protocol"]
-    lines += ["", f"Samples per task: {report['samples']}. Features: {report['features']}.",
+    lines += ["", p.get("about", ""), "", f"Samples per task: {report['samples']}. Features: {report['features']}.",
               "Protocol: " + ", ".join(f"{k}={v}" for k, v in p.items() if k not in ("about", "tasks")) + "."]
     if has_paper:
         lines.append("The paper's numbers come from its own, unreleased protocol and feature extractors: compare trends, not digits.")
