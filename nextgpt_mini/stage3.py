@@ -33,7 +33,7 @@ MODALITIES = ("image", "video", "audio")
 # --------------------------------------------------------------------------------------------
 # Media and targets, computed once
 # --------------------------------------------------------------------------------------------
-def _media_key(m: dict) -> str:
+def media_key(m: dict) -> str:
     if "item" in m:
         return "item:" + repr(m["item"])
     return "path:" + str(m["path"])
@@ -49,7 +49,7 @@ def encode_media(model, dialogues: list[dict], cache_dir: str | None = None, bat
     for d in dialogues:
         for t in d["turns"]:
             for m in t.get("media", []):
-                items.setdefault(_media_key(m), m)
+                items.setdefault(media_key(m), m)
     out: dict[str, torch.Tensor] = {}
     render = {"image": lambda it: image_tensor(it, 64, cfg), "video": lambda it: video_tensor(it, 64, 2.0, 8, cfg),
               "audio": lambda it: audio_tensor(it, 2.0, cfg)}
@@ -156,7 +156,7 @@ class BlendedBatches:
             ex = dialogue_example(self.model, d)
             exs.append(ex)
             items = [m for t in d["turns"] if t["role"] == "user" for m in t.get("media", [])]
-            media.append(torch.stack([self.data.media[_media_key(m)] for m in items]) if items else None)
+            media.append(torch.stack([self.data.media[media_key(m)] for m in items]) if items else None)
             outputs = [t["output"] for t in d["turns"] if "output" in t]
             targets.append([self.data.targets[(o["modality"], o["caption"])] for o in outputs[: len(ex.signal_spans)]])
         batch = collate(exs, self.model.tokenizer.pad_token_id)
@@ -237,7 +237,7 @@ def behaviour_report(model, data: DialogueSet, limit: int | None = None) -> dict
     for d in data.dialogues[:limit]:
         turns = d["turns"]
         user, reply = turns[0], turns[1]
-        media = [data.media[_media_key(m)] for m in user.get("media", [])]
+        media = [data.media[media_key(m)] for m in user.get("media", [])]
         ids = respond(model, [user], media)
         runs = signal_runs(ids, model.signal.ids)
         wanted = reply.get("output")

@@ -80,8 +80,10 @@ class ToyFeatures:
 
         if modality != "audio":
             return embed(texts)
-        rows = [embed(list(sound_sources(t) or (t,))).mean(0) for t in texts]
-        return F.normalize(torch.stack(rows), dim=-1)
+        groups = [sound_sources(t) or (t,) for t in texts]
+        flat = embed([phrase for g in groups for phrase in g])  # one encoder pass for every phrase
+        rows = torch.split(flat, [len(g) for g in groups])
+        return F.normalize(torch.stack([r.mean(0) for r in rows]), dim=-1)
 
 
 class RealFeatures:

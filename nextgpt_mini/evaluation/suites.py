@@ -97,22 +97,26 @@ def _features_for(model, protocol: dict):
     return ToyFeatures(model.encoder) if protocol["features"] == "profile-encoder" else RealFeatures()
 
 
+# Which protocol settings reach which decoder's config (protocol key -> DecoderConfig field).
+DECODER_SETTINGS = {
+    "image_decoder": {"steps": "steps", "guidance_scale": "guidance_scale", "resolution": ("height", "width")},
+    "video_decoder": {"steps": "steps", "guidance_scale": "guidance_scale", "resolution": ("height", "width"),
+                      "num_frames": "num_frames"},
+    "audio_decoder": {"steps": "steps", "guidance_scale": "guidance_scale", "audio_seconds": "audio_seconds"},
+}
+
+
 def _decoder_overrides(profile, protocol: dict):
     """The profile with the protocol's sampling settings on its decoders."""
     import dataclasses
 
-    changes = {"steps": protocol.get("steps"), "guidance_scale": protocol.get("guidance_scale"),
-               "height": protocol.get("resolution"), "width": protocol.get("resolution"),
-               "num_frames": protocol.get("num_frames"), "audio_seconds": protocol.get("audio_seconds")}
     out = {}
-    for key in ("image_decoder", "video_decoder", "audio_decoder"):
-        cfg = getattr(profile, key)
-        fields = {k: v for k, v in changes.items() if v is not None and hasattr(cfg, k)}
-        if key == "audio_decoder":
-            fields = {k: v for k, v in fields.items() if k not in ("height", "width")}
-        if key == "image_decoder":
-            fields.pop("num_frames", None)
-        out[key] = dataclasses.replace(cfg, **fields)
+    for key, settings in DECODER_SETTINGS.items():
+        fields = {}
+        for name, targets in settings.items():
+            if protocol.get(name) is not None:
+                fields.update(dict.fromkeys((targets,) if isinstance(targets, str) else targets, protocol[name]))
+        out[key] = dataclasses.replace(getattr(profile, key), **fields)
     return dataclasses.replace(profile, **out)
 
 
@@ -249,14 +253,12 @@ def _captioning_task(model, samples: list[dict], protocol: dict, progress) -> di
     from tqdm.auto import tqdm
 
     from nextgpt_mini.data.mosit import strip_answer
-    from nextgpt_mini.stage3 import encode_media
+    from nextgpt_mini.stage3 import encode_media, media_key
 
     toy = isinstance(samples[0]["media"], dict)
     if toy:  # rendered items: encode them in batches, as stage 3 does
         embedded = encode_media(model, [{"turns": [{"media": [s["media"]]}]} for s in samples])
-        from nextgpt_mini.stage3 import _media_key
-
-        inputs = [[(s["modality"], embedded[_media_key(s["media"])])] for s in samples]
+        inputs = [[(s["modality"], embedded[media_key(s["media"])])] for s in samples]
     else:
         inputs = [[s["media"]] for s in samples]
     answers, right = [], []

@@ -13,6 +13,7 @@ the output projector), in pixels, frames and waveforms that the tiny encoder can
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 
@@ -28,16 +29,19 @@ __all__ = ["RENDER", "ToyDecoder", "all_items", "render", "sound_sources", "toy_
 RENDER = {"size": 64, "seconds": 2.0, "fps": 8, "sample_rate": 16000}
 
 
+def _objects() -> list[tw.ToyObject]:
+    return [tw.ToyObject(c, s, z) for c, s, z in itertools.product(tw.COLOURS, tw.SHAPES, tw.SIZES)]
+
+
 @functools.lru_cache(maxsize=3)
 def all_items(modality: str) -> dict[str, tw.ToyItem]:
     """{caption: item} for every caption the world can say in `modality` (seed 0)."""
-    objects = [tw.ToyObject(c, s, z) for c, s, z in itertools.product(tw.COLOURS, tw.SHAPES, tw.SIZES)]
     if modality == "image":
-        items = [tw.ToyItem("image", o, position=p) for o in objects for p in tw.POSITIONS]
+        items = [tw.ToyItem("image", o, position=p) for o in _objects() for p in tw.POSITIONS]
     elif modality == "video":
-        items = [tw.ToyItem("video", o, direction=d, speed=v) for o in objects for d in tw.DIRECTIONS for v in tw.SPEEDS]
+        items = [tw.ToyItem("video", o, direction=d, speed=v) for o in _objects() for d in tw.DIRECTIONS for v in tw.SPEEDS]
     elif modality == "audio":
-        items = [tw.ToyItem("audio", o) for o in objects]
+        items = [tw.ToyItem("audio", o) for o in _objects()]
     else:
         raise ValueError(f"unknown modality {modality!r}: expected image, video or audio")
     bank: dict[str, tw.ToyItem] = {}
@@ -49,9 +53,8 @@ def all_items(modality: str) -> dict[str, tw.ToyItem]:
 @functools.lru_cache(maxsize=1)
 def _sources_of_sounds() -> dict[str, tuple[str, ...]]:
     out: dict[str, list[str]] = {}
-    for c, s, z in itertools.product(tw.COLOURS, tw.SHAPES, tw.SIZES):
-        o = tw.ToyObject(c, s, z)
-        out.setdefault(tw.ToyItem("audio", o).caption, []).append(f"{tw.article(z)} {z} {c} {s}")
+    for o in _objects():
+        out.setdefault(tw.ToyItem("audio", o).caption, []).append(f"{tw.article(o.size)} {o.size} {o.colour} {o.shape}")
     return {k: tuple(v) for k, v in out.items()}
 
 
@@ -63,7 +66,7 @@ def sound_sources(caption: str) -> tuple[str, ...]:
 
 def render(item: tw.ToyItem, seed: int):
     """The item drawn with `seed`'s noise and jitter: a PIL image, uint8 frames [F, H, W, 3], or a waveform."""
-    item = tw.ToyItem(item.modality, item.obj, item.position, item.direction, item.speed, seed)
+    item = dataclasses.replace(item, seed=seed)
     if item.modality == "image":
         return Image.fromarray(tw.render_image(item, RENDER["size"]))
     if item.modality == "video":
