@@ -68,7 +68,7 @@ def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("stage3")
     with torch_threads(1):
         profile = load_profile("tiny")
-        profile.train.stage_overrides["3"] = {"eval_every": 10_000}
+        profile.train.stage_overrides["3"]["eval_every"] = 10_000  # the tiny recipe; evaluate at the start and the end only
         model = NextGPT.from_profile(profile)
         model.enable_lora()
         decoders = Decoders(profile, cache_dir=out / "cache")
