@@ -33,9 +33,9 @@ MODALITIES = ("image", "video", "audio")
 PIPELINE_CLASS = {"image": "StableDiffusionPipeline", "video": "TextToVideoSDPipeline", "audio": "AudioLDMPipeline"}
 TINY_TEXT_LENGTH = 16  # the tiny decoders' tokenizer length (the paper's CLIP: 77)
 TINY_WIDTH = 32  # the tiny decoders' text width (the paper's: 768 / 1024 / 512)
-# At the default init scale a random text encoder maps every caption to nearly the same output
-# (unit CLAP vectors 0.07 apart on average); 5x larger initial weights give targets that differ
-# from caption to caption (0.76 apart), as a trained encoder's do. Otherwise there is nothing to align.
+# The image and video decoders' CLIP text encoders stay random: at the default init scale they give
+# every caption nearly the same states; 5x larger initial weights make captions differ, as a trained
+# encoder's do. (AudioLDM's single CLAP vector needs more than that: it is pretrained, clap_pretrain.)
 TINY_TEXT_INIT = {"initializer_range": 0.1, "initializer_factor": 5.0}
 
 
@@ -78,6 +78,31 @@ def _tiny_clip_text(vocab_size: int, seed: int):
                          num_hidden_layers=2, max_position_embeddings=TINY_TEXT_LENGTH, bos_token_id=1, eos_token_id=2,
                          pad_token_id=0, projection_dim=TINY_WIDTH, **TINY_TEXT_INIT)
     return CLIPTextModel(cfg).eval()
+
+
+def _tiny_clap_text(vocab_size: int):
+    """AudioLDM's text side: a CLAP text encoder with projection (weights: `clap_pretrain`)."""
+    from transformers import ClapTextConfig, ClapTextModelWithProjection
+
+    # RoBERTa-style positions start after the pad id, hence the two spare positions
+    return ClapTextModelWithProjection(ClapTextConfig(
+        vocab_size=vocab_size, hidden_size=TINY_WIDTH, intermediate_size=64, num_attention_heads=4, num_hidden_layers=2,
+        max_position_embeddings=TINY_TEXT_LENGTH + 2, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        projection_dim=TINY_WIDTH))
+
+
+def _tiny_clap_weights() -> dict[str, torch.Tensor]:
+    """The shipped pretrained CLAP text encoder (see `clap_pretrain` for why it is not random)."""
+    from safetensors.torch import load_file
+
+    from nextgpt_mini.clap_pretrain import WEIGHTS_FILE
+    from nextgpt_mini.utils import ASSETS
+
+    path = ASSETS / WEIGHTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the tiny audio decoder's text encoder is missing; "
+                                "rebuild it with `nextgpt-mini build-tiny clap`")
+    return load_file(str(path))
 
 
 def _tiny_vae(channels: int, seed: int):
@@ -126,7 +151,7 @@ def tiny_video_pipeline(seed: int = 0):
 
 def tiny_audio_pipeline(seed: int = 0, sample_rate: int = 16000):
     AudioLDMPipeline, UNet2DConditionModel = _diffusers("AudioLDMPipeline", "UNet2DConditionModel")
-    from transformers import ClapTextConfig, ClapTextModelWithProjection, SpeechT5HifiGan, SpeechT5HifiGanConfig
+    from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
 
     tok = _tiny_tokenizer()
     torch.manual_seed(seed)
@@ -137,12 +162,9 @@ def tiny_audio_pipeline(seed: int = 0, sample_rate: int = 16000):
                                 up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=(16, 32),
                                 class_embed_type="simple_projection", projection_class_embeddings_input_dim=TINY_WIDTH,
                                 class_embeddings_concat=True, attention_head_dim=8, norm_num_groups=8)
-    torch.manual_seed(seed + 4)
-    # RoBERTa-style positions start after the pad id, hence the two spare positions
-    text = ClapTextModelWithProjection(ClapTextConfig(
-        vocab_size=len(tok), hidden_size=TINY_WIDTH, intermediate_size=64, num_attention_heads=4, num_hidden_layers=2,
-        max_position_embeddings=TINY_TEXT_LENGTH + 2, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-        projection_dim=TINY_WIDTH, **TINY_TEXT_INIT)).eval()
+    text = _tiny_clap_text(len(tok))
+    text.load_state_dict(_tiny_clap_weights())
+    text.eval()
     torch.manual_seed(seed + 5)
     # a hop of 5*4*2*2*2 = 160 samples (10 ms at 16 kHz), AudioLDM's; 16 mel bins instead of 64.
     # At the default init (0.01) a random HiFi-GAN whispers at 1e-9; at 0.15 it is audible (std ~0.1).

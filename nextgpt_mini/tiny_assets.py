@@ -15,7 +15,7 @@ import json
 import time
 from pathlib import Path
 
-from nextgpt_mini.utils import ASSETS, atomic_write_text
+from nextgpt_mini.utils import ASSETS, atomic_write_text, torch_threads
 
 MANIFEST = ASSETS / "MANIFEST.json"
 
@@ -55,6 +55,12 @@ def build_encoder(out: Path, quick: bool = False) -> list[Path]:
     return build_tiny_encoder(out, quick=quick)
 
 
+def build_clap(out: Path, quick: bool = False) -> list[Path]:
+    from nextgpt_mini.clap_pretrain import build_tiny_clap_text
+
+    return build_tiny_clap_text(out, quick=quick)
+
+
 def build_llm(out: Path, quick: bool = False) -> list[Path]:
     from nextgpt_mini.llm_pretrain import build_tiny_llm
 
@@ -71,7 +77,9 @@ def build_system(out: Path, quick: bool = False) -> list[Path]:
     from nextgpt_mini.config import load_profile
     from nextgpt_mini.demo import summary_lines, train_stages
 
-    with tempfile.TemporaryDirectory() as work:
+    # one thread, as `demo` trains: the sums then run in the same order, so on the same CPU the
+    # demo's checkpoint is this one, bit for bit (two threads change the last digits)
+    with tempfile.TemporaryDirectory() as work, torch_threads(1):
         model, numbers = train_stages(load_profile("tiny"), Path(work), quick)
     for line in summary_lines(numbers):
         print(line)
@@ -83,8 +91,9 @@ def build_system(out: Path, quick: bool = False) -> list[Path]:
     return [config_path, out / "trained.safetensors"]
 
 
-# The shipped files a trained tiny system depends on (the frozen encoder and LLM).
-SYSTEM_BASES = ("tiny_imagebind.safetensors", "tiny_llm/model.safetensors", "tiny_llm/tokenizer.json")
+# The shipped files a trained tiny system depends on (the frozen encoder, LLM and audio decoder's text side).
+SYSTEM_BASES = ("tiny_imagebind.safetensors", "tiny_llm/model.safetensors", "tiny_llm/tokenizer.json",
+                "tiny_clap_text.safetensors")
 
 
 def system_base_hashes() -> dict[str, str]:
@@ -95,6 +104,7 @@ BUILDERS = {
     "tokenizer": (build_tokenizer, "tiny_tokenizer"),
     "encoder": (build_encoder, "."),
     "llm": (build_llm, "tiny_llm"),
+    "clap": (build_clap, "."),  # after encoder: it learns against the encoder's sounds
     "system": (build_system, "tiny_system"),  # after encoder and llm: it is trained on them
 }
 

@@ -1,5 +1,5 @@
 """The trained tiny system shipped as `package:tiny_system` (`nextgpt-mini build-tiny system`):
-built on the shipped encoder and LLM, and it meets the whole recipe's acceptance numbers."""
+built on the shipped encoder, LLM and audio decoder's text encoder, and it meets the whole recipe's acceptance numbers."""
 
 import json
 
@@ -22,10 +22,10 @@ def system():
     return model, behaviour, reading
 
 
-def test_shipped_system_was_trained_on_the_shipped_encoder_and_llm():
+def test_shipped_system_was_trained_on_the_shipped_encoder_llm_and_audio_decoder():
     config = json.loads((ASSETS / "tiny_system" / "config.json").read_text())
     assert config["trained_on"] == tiny_assets.system_base_hashes(), \
-        "the encoder or LLM changed since the system was built: run `nextgpt-mini build-tiny system`"
+        "the encoder, LLM or CLAP text encoder changed since the system was built: run `nextgpt-mini build-tiny system`"
 
 
 def test_shipped_system_holds_only_trained_weights(system):
