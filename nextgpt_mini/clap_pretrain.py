@@ -20,6 +20,7 @@ batch holds one render of every caption, so no caption is its own negative.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 
@@ -83,8 +84,8 @@ def target_report(text_model, tokenizer, captions: list[str]) -> dict[str, float
     for attribute in ("pitch", "sound", "noise"):
         values = sorted({it.attributes[attribute] for it in items})
         columns.append(torch.tensor([[float(it.attributes[attribute] == v) for v in values] for it in items]))
-    x, y = torch.cat(columns, 1), t - t.mean(0)
-    fit = x @ torch.linalg.lstsq(x, y).solution
+    x, y = torch.cat(columns, 1).double(), (t - t.mean(0)).double()
+    fit = x @ torch.linalg.pinv(x) @ y  # the one-hot columns are collinear: pinv, not a full-rank solver
     return {"closest_pair": float(d.min()), "median_distance": float(d.median()),
             "additive_r2": float(1 - ((fit - y) ** 2).sum() / (y**2).sum())}
 
@@ -151,6 +152,8 @@ def build_tiny_clap_text(out: Path, quick: bool = False) -> list[Path]:
           f"{100 * report['heldout_audio_to_text']:.1f}% (chance {100 / 36:.1f}%); {time.perf_counter() - start:.0f} s")
     path = out / WEIGHTS_FILE
     with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in text.state_dict().items()}, str(tmp),
-                  metadata={"built_by": "nextgpt_mini.clap_pretrain", "settings": str(dataclasses.asdict(settings))})
+        # one metadata entry: safetensors writes several in a random order, so the bytes (and the
+        # manifest's hash) would change from build to build
+        meta = json.dumps({"built_by": "nextgpt_mini.clap_pretrain", **dataclasses.asdict(settings)}, sort_keys=True)
+        save_file({k: v.contiguous() for k, v in text.state_dict().items()}, str(tmp), metadata={"build": meta})
     return [path]

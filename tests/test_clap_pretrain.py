@@ -48,3 +48,12 @@ def test_missing_clap_weights_say_how_to_rebuild_them(tmp_path, monkeypatch):
     monkeypatch.setattr(utils, "ASSETS", tmp_path)
     with pytest.raises(FileNotFoundError, match="build-tiny clap"):
         decoders._tiny_clap_weights()
+
+
+def test_rebuilding_reproduces_the_shipped_weights(tmp_path):
+    (path,) = C.build_tiny_clap_text(tmp_path)  # the full build: 25 s
+    shipped = load_file(str(ASSETS / C.WEIGHTS_FILE))
+    rebuilt = load_file(str(path))
+    assert set(rebuilt) == set(shipped)
+    for name, value in shipped.items():
+        torch.testing.assert_close(rebuilt[name], value, rtol=0, atol=1e-3, msg=f"{name}: run `nextgpt-mini build-tiny clap`")
