@@ -9,8 +9,9 @@ and "a middle ..." steady tones 0.03 apart, attributes explaining 61% of the var
 output projector learned to hit its targets: stage 2 found the right sound for 35% of captions,
 and after stage 3 T->A requests got the asked sound 0-7% of the time, about chance (2.8%).
 Pretrained (`nextgpt-mini build-tiny clap`, 25 s): the closest two captions 0.80 apart, 93%
-explained, held-out sounds matched to their caption 100% of the time. The image and video decoders condition on CLIP's per-token states,
-which keep each word apart even at random init, so they stay random.
+explained, held-out sounds matched to their caption 100% of the time. The image and video
+decoders condition on CLIP's per-token states, which keep each word apart even at random init, so
+they stay random.
 
 The text tower learns against the frozen tiny ImageBind's embeddings of rendered sounds (the audio
 tower is ImageBind plus a linear head, dropped after training), with CLAP's symmetric InfoNCE; each
@@ -46,14 +47,10 @@ class ClapSettings:
         return cls(steps=20, train_renders=72, test_renders=36)
 
 
-def sound_embeddings(n: int, split: str, seed: int) -> tuple[list[str], torch.Tensor]:
-    """Captions and unit ImageBind embeddings [n, D] of `n` rendered toy sounds."""
-    from nextgpt_mini.config import load_profile
-    from nextgpt_mini.encoders.imagebind import load_encoder
+def sound_embeddings(encoder, cfg, n: int, split: str, seed: int) -> tuple[list[str], torch.Tensor]:
+    """Captions and unit embeddings [n, D] of `n` rendered toy sounds, by the tiny ImageBind."""
     from nextgpt_mini.encoders.pretrain import audio_tensor
 
-    cfg = load_profile("tiny").encoder
-    encoder = load_encoder(cfg).eval()
     items = tw.sample_items("audio", n, seed=seed, split=split)
     with torch.no_grad():
         emb = [encoder.encode_audio(torch.stack([audio_tensor(it, 2.0, cfg) for it in items[i : i + 64]]))
@@ -94,17 +91,21 @@ def pretrain_clap_text(settings: ClapSettings | None = None, progress: bool = Tr
     """Train the tiny CLAP text encoder; return (text model, report of numbers before and after)."""
     from tqdm.auto import tqdm
 
-    from nextgpt_mini.decoders import _tiny_clap_text, _tiny_tokenizer
+    from nextgpt_mini.config import load_profile
+    from nextgpt_mini.decoders import tiny_clap_text_model, tiny_decoder_tokenizer
+    from nextgpt_mini.encoders.imagebind import load_encoder
     from nextgpt_mini.utils import torch_threads
 
     settings = settings or ClapSettings()
     with torch_threads(1):  # bit-reproducible on a given CPU, and faster than two threads here
-        train_captions, train_audio = sound_embeddings(settings.train_renders, "train", settings.seed)
-        test_captions, test_audio = sound_embeddings(settings.test_renders, "test", settings.seed)
+        cfg = load_profile("tiny").encoder
+        encoder = load_encoder(cfg).eval()
+        train_captions, train_audio = sound_embeddings(encoder, cfg, settings.train_renders, "train", settings.seed)
+        test_captions, test_audio = sound_embeddings(encoder, cfg, settings.test_renders, "test", settings.seed)
         captions = sorted(set(train_captions))
-        tok = _tiny_tokenizer()
+        tok = tiny_decoder_tokenizer()
         torch.manual_seed(settings.seed)
-        text = _tiny_clap_text(len(tok))
+        text = tiny_clap_text_model(len(tok))
         head = torch.nn.Linear(train_audio.shape[1], text.config.projection_dim)
         report = {"before": target_report(text, tok, captions)}
         owner = torch.tensor([captions.index(c) for c in train_captions])

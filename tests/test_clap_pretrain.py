@@ -5,9 +5,9 @@ import torch
 from safetensors.torch import load_file
 
 from nextgpt_mini import clap_pretrain as C
-from nextgpt_mini.decoders import Decoders, _tiny_clap_text, _tiny_tokenizer
+from nextgpt_mini.decoders import Decoders, tiny_clap_text_model, tiny_decoder_tokenizer
 from nextgpt_mini.evaluation.toy import all_items
-from nextgpt_mini.utils import ASSETS, torch_threads
+from nextgpt_mini.utils import ASSETS
 
 SOUNDS = sorted(all_items("audio"))
 
@@ -15,24 +15,23 @@ SOUNDS = sorted(all_items("audio"))
 def test_a_random_clap_text_encoder_gives_targets_no_projector_could_tell_apart():
     # why the encoder is pretrained: at random init, two sound captions share nearly one vector
     torch.manual_seed(0)
-    report = C.target_report(_tiny_clap_text(len(_tiny_tokenizer())), _tiny_tokenizer(), SOUNDS)
+    report = C.target_report(tiny_clap_text_model(len(tiny_decoder_tokenizer())), tiny_decoder_tokenizer(), SOUNDS)
     assert report["closest_pair"] < 0.1, report
 
 
 def test_the_shipped_audio_decoder_gives_every_sound_caption_its_own_structured_target():
     text = Decoders("tiny")["audio"].pipe.text_encoder
-    report = C.target_report(text, _tiny_tokenizer(), SOUNDS)
+    report = C.target_report(text, tiny_decoder_tokenizer(), SOUNDS)
     assert report["closest_pair"] > 0.5, report  # unit vectors: 1.41 is orthogonal
     assert report["additive_r2"] > 0.8, report  # pitch, pattern and noise: each a direction
 
 
 def test_quick_build_learns_and_writes_weights_the_decoder_loads(tmp_path):
-    with torch_threads(1):
-        text, report = C.pretrain_clap_text(C.ClapSettings.quick(), progress=False)
+    _, report = C.pretrain_clap_text(C.ClapSettings.quick(), progress=False)
     first, last = report["loss"]
     assert last < first, report
     (path,) = C.build_tiny_clap_text(tmp_path, quick=True)
-    fresh = _tiny_clap_text(len(_tiny_tokenizer()))
+    fresh = tiny_clap_text_model(len(tiny_decoder_tokenizer()))
     fresh.load_state_dict(load_file(str(path)))  # strict: every weight present, no stray one
     assert path.name == C.WEIGHTS_FILE and not list(tmp_path.glob("*.tmp"))
 
@@ -47,7 +46,7 @@ def test_missing_clap_weights_say_how_to_rebuild_them(tmp_path, monkeypatch):
 
     monkeypatch.setattr(utils, "ASSETS", tmp_path)
     with pytest.raises(FileNotFoundError, match="build-tiny clap"):
-        decoders._tiny_clap_weights()
+        decoders.tiny_clap_weights()
 
 
 def test_rebuilding_reproduces_the_shipped_weights(tmp_path):
