@@ -28,8 +28,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from nextgpt_mini.data import toyworld as tw
-
 WEIGHTS_FILE = "tiny_clap_text.safetensors"
 
 
@@ -45,17 +43,6 @@ class ClapSettings:
     @classmethod
     def quick(cls) -> "ClapSettings":
         return cls(steps=20, train_renders=72, test_renders=36)
-
-
-def sound_embeddings(encoder, cfg, n: int, split: str, seed: int) -> tuple[list[str], torch.Tensor]:
-    """Captions and unit embeddings [n, D] of `n` rendered toy sounds, by the tiny ImageBind."""
-    from nextgpt_mini.encoders.pretrain import audio_tensor
-
-    items = tw.sample_items("audio", n, seed=seed, split=split)
-    with torch.no_grad():
-        emb = [encoder.encode_audio(torch.stack([audio_tensor(it, 2.0, cfg) for it in items[i : i + 64]]))
-               for i in range(0, n, 64)]
-    return [it.caption for it in items], F.normalize(torch.cat(emb).float(), dim=-1)
 
 
 def caption_targets(text_model, tokenizer, captions: list[str]) -> torch.Tensor:
@@ -94,14 +81,18 @@ def pretrain_clap_text(settings: ClapSettings | None = None, progress: bool = Tr
     from nextgpt_mini.config import load_profile
     from nextgpt_mini.decoders import tiny_clap_text_model, tiny_decoder_tokenizer
     from nextgpt_mini.encoders.imagebind import load_encoder
+    from nextgpt_mini.stage1 import toy_pairs
     from nextgpt_mini.utils import torch_threads
 
     settings = settings or ClapSettings()
     with torch_threads(1):  # bit-reproducible on a given CPU, and faster than two threads here
         cfg = load_profile("tiny").encoder
         encoder = load_encoder(cfg).eval()
-        train_captions, train_audio = sound_embeddings(encoder, cfg, settings.train_renders, "train", settings.seed)
-        test_captions, test_audio = sound_embeddings(encoder, cfg, settings.test_renders, "test", settings.seed)
+        # rendered toy sounds and their unit embeddings, as stage 1 reads them
+        train = toy_pairs("audio", settings.train_renders, "train", encoder, cfg, settings.seed)
+        test = toy_pairs("audio", settings.test_renders, "test", encoder, cfg, settings.seed)
+        train_captions, train_audio = train.captions, train.embeddings
+        test_captions, test_audio = test.captions, test.embeddings
         captions = sorted(set(train_captions))
         tok = tiny_decoder_tokenizer()
         torch.manual_seed(settings.seed)
