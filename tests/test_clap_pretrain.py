@@ -56,3 +56,10 @@ def test_rebuilding_reproduces_the_shipped_weights(tmp_path):
     assert set(rebuilt) == set(shipped)
     for name, value in shipped.items():
         torch.testing.assert_close(rebuilt[name], value, rtol=0, atol=1e-3, msg=f"{name}: run `nextgpt-mini build-tiny clap`")
+
+
+def test_training_targets_are_the_ones_the_decoder_computes():
+    # caption_targets re-derives AudioLDM's prompt encoding (with gradients, for training): pin it
+    decoder = Decoders("tiny")["audio"]
+    ours = C.caption_targets(decoder.pipe.text_encoder, tiny_decoder_tokenizer(), SOUNDS)
+    torch.testing.assert_close(ours, decoder.encode_text(SOUNDS))
