@@ -2,7 +2,7 @@
 
 * stage-3 training: tokens/s of a LoRA step through the LLM (forward + backward) plus the three
   output projectors, and model FLOPs utilisation (MFU) against the GPU's dense bf16 peak;
-* peak memory of that step (`torch.cuda.max_memory_allocated`) next to `nextgpt_mini.memory`'s
+* peak memory of that step (`torch.cuda.max_memory_allocated`) next to `nextgpt_mini.scaling.memory`'s
   estimate for the same batch, and their ratio (how good the planner is);
 * inference: LLM decoding tokens/s (KV cache), and each decoder's latency at the profile's
   settings: SD-1.5 512 x 512, Zeroscope 16 frames, AudioLDM 5 s (UNet steps with guidance, then
@@ -42,7 +42,7 @@ def _peak_tflops(device: str) -> float | None:
 def build_llm(profile, device: str, dtype: torch.dtype):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from nextgpt_mini.llm import FULL_SIZE_CONFIGS, apply_lora, tiny_llama_config
+    from nextgpt_mini.models.llm import FULL_SIZE_CONFIGS, apply_lora, tiny_llama_config
 
     cfg = profile.llm
     config = LlamaConfig(**FULL_SIZE_CONFIGS[cfg.name_or_path]) if cfg.name_or_path in FULL_SIZE_CONFIGS \
@@ -54,7 +54,7 @@ def build_llm(profile, device: str, dtype: torch.dtype):
 
 
 def bench_training(profile, llm, device, dtype, batch: int, steps: int) -> dict:
-    from nextgpt_mini.projectors import OutputProjector
+    from nextgpt_mini.models.projectors import OutputProjector
 
     seq, hidden = profile.llm.max_length, profile.llm.hidden_size
     signals = {m: getattr(profile.signal_tokens, m) for m in ("image", "video", "audio")}
@@ -107,8 +107,8 @@ def bench_decoding(profile, llm, device, new_tokens: int) -> float:
 def build_decoder_parts(profile, modality: str, device: str, dtype: torch.dtype) -> dict:
     """The decoder's UNet, VAE (and vocoder) with random weights: from the package's configs at
     full size, or the tiny pipelines."""
-    from nextgpt_mini.decoder_configs import FULL_SIZE_DECODERS
-    from nextgpt_mini.decoders import TINY_BUILDERS
+    from nextgpt_mini.models.decoder_configs import FULL_SIZE_DECODERS
+    from nextgpt_mini.models.decoders import TINY_BUILDERS
 
     ref = getattr(profile, f"{modality}_decoder").name_or_path
     if ref == "tiny":
@@ -175,7 +175,7 @@ def bench_decoder(profile, modality: str, device: str, dtype: torch.dtype, steps
 
 def main(argv: list[str] | None = None) -> int:
     from nextgpt_mini import load_profile
-    from nextgpt_mini.memory import GB, plan
+    from nextgpt_mini.scaling.memory import GB, plan
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="paper", choices=["tiny", "colab", "paper"])

@@ -43,7 +43,7 @@ def cmd_profile(args) -> int:
 
 
 def cmd_make_samples(args) -> int:
-    from nextgpt_mini.data.samples import make_samples
+    from nextgpt_mini.tiny.samples import make_samples
 
     start = time.perf_counter()
     counts = make_samples(args.out, seed=args.seed)
@@ -56,14 +56,14 @@ def cmd_make_samples(args) -> int:
 
 
 def cmd_build_tiny(args) -> int:
-    from nextgpt_mini import tiny_assets
+    from nextgpt_mini.tiny import assets as tiny_assets
 
     return tiny_assets.build(args.what, out=args.out, quick=args.quick)
 
 
 def cmd_encode(args) -> int:
     """Embed files and texts with the profile's ImageBind; write them as one safetensors file."""
-    from nextgpt_mini.encoders.encode import Text, encode_to_file
+    from nextgpt_mini.encode import Text, encode_to_file
 
     inputs = [Text(x[len("text:"):]) if x.startswith("text:") else x for x in args.inputs]
     writable_folder(Path(args.out).parent, "--out's folder")
@@ -77,7 +77,7 @@ def cmd_encode(args) -> int:
 
 def cmd_train(args) -> int:
     """Train one stage, or several in the given order on one model; print each stage's numbers."""
-    from nextgpt_mini.model import NextGPT
+    from nextgpt_mini.models.nextgpt import NextGPT
 
     stages = _stage_list(args)
     writable_folder(args.out or "outputs")
@@ -106,7 +106,7 @@ def _stage_list(args) -> list[str]:
 
 
 def _train_stage1(model, args) -> int:
-    from nextgpt_mini.stage1 import format_attributes, run_stage1
+    from nextgpt_mini.training.stage1 import format_attributes, run_stage1
 
     result = run_stage1(model, out_dir=args.out, steps=args.steps, data_dir=args.data, resume=args.resume,
                         cache_dir=args.cache_dir, progress=not args.no_progress)
@@ -119,7 +119,7 @@ def _train_stage1(model, args) -> int:
 
 
 def _train_stage2(model, args) -> int:
-    from nextgpt_mini.stage2 import run_stage2
+    from nextgpt_mini.training.stage2 import run_stage2
 
     result = run_stage2(model, out_dir=args.out, steps=args.steps, data_dir=args.data, resume=args.resume,
                         cache_dir=args.cache_dir, progress=not args.no_progress)
@@ -134,8 +134,8 @@ def _train_stage2(model, args) -> int:
 
 
 def _train_stage3(model, args) -> int:
-    from nextgpt_mini.stage1 import format_attributes
-    from nextgpt_mini.stage3 import run_stage3
+    from nextgpt_mini.training.stage1 import format_attributes
+    from nextgpt_mini.training.stage3 import run_stage3
 
     result = run_stage3(model, out_dir=args.out, steps=args.steps, data_files=args.dialogues, resume=args.resume,
                         cache_dir=args.cache_dir, progress=not args.no_progress)
@@ -153,7 +153,7 @@ def load_system(args):
     """The model a command runs: a `save_pretrained` folder, or the profile plus a trainer checkpoint."""
     from pathlib import Path
 
-    from nextgpt_mini.model import NextGPT
+    from nextgpt_mini.models.nextgpt import NextGPT
 
     if args.checkpoint and (Path(args.checkpoint) / "config.json").is_file():
         return NextGPT.from_pretrained(args.checkpoint)
@@ -165,7 +165,7 @@ def load_system(args):
 
 def cmd_generate(args) -> int:
     """Answer one prompt; write the text and every generated image / video / sound to --out."""
-    from nextgpt_mini.decoders import Decoders
+    from nextgpt_mini.models.decoders import Decoders
     from nextgpt_mini.generation import save_result
 
     writable_folder(args.out)
@@ -186,8 +186,8 @@ def cmd_generate(args) -> int:
 
 def cmd_chat(args) -> int:
     """An interactive conversation in the terminal; generated media are written to --out."""
-    from nextgpt_mini.decoders import Decoders
-    from nextgpt_mini.encoders.preprocess import MediaError
+    from nextgpt_mini.models.decoders import Decoders
+    from nextgpt_mini.processing import MediaError
     from nextgpt_mini.generation import save_result
 
     writable_folder(args.out)
@@ -226,10 +226,10 @@ def cmd_chat(args) -> int:
 
 def cmd_caption(args) -> int:
     """Caption media files with a stage-1 checkpoint."""
-    from nextgpt_mini.encoders.encode import encode
-    from nextgpt_mini.encoders.preprocess import modality_of
-    from nextgpt_mini.model import NextGPT
-    from nextgpt_mini.stage1 import greedy_captions
+    from nextgpt_mini.encode import encode
+    from nextgpt_mini.processing import modality_of
+    from nextgpt_mini.models.nextgpt import NextGPT
+    from nextgpt_mini.training.stage1 import greedy_captions
 
     model = NextGPT.from_profile(_profile(args))
     if args.checkpoint:
@@ -241,14 +241,14 @@ def cmd_caption(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from nextgpt_mini.demo import run_demo
+    from nextgpt_mini.tiny.demo import run_demo
 
     return run_demo(out_dir=args.out, quick=args.quick)
 
 
 def cmd_params(args) -> int:
     """The parameter table of a profile at full size, built empty (no download, no weights)."""
-    from nextgpt_mini.accounting import PAPER_TABLE_1, format_table, full_size_table_with_decoders
+    from nextgpt_mini.scaling.params import PAPER_TABLE_1, format_table, full_size_table_with_decoders
 
     profile = _profile(args)
     rows = full_size_table_with_decoders(profile, stage=args.stage)
@@ -264,7 +264,7 @@ def cmd_params(args) -> int:
 
 def cmd_memory(args) -> int:
     """Estimate GPU and CPU memory for inference or a training stage, and whether it fits."""
-    from nextgpt_mini.memory import format_plan, plan
+    from nextgpt_mini.scaling.memory import format_plan, plan
 
     if (args.stage is None) == (not args.inference):
         raise ValueError("give exactly one of --stage 1|2|3 and --inference")
@@ -275,7 +275,7 @@ def cmd_memory(args) -> int:
 
 def cmd_download(args) -> int:
     """Fetch (or with --check, list) every weight the profile loads from the network."""
-    from nextgpt_mini import download as dl
+    from nextgpt_mini import hub as dl
 
     profile = _profile(args)
     if not args.check:

@@ -45,8 +45,8 @@ class GenerationResult:
 
 def _media_inputs(model, media) -> list[dict]:
     """Paths or (modality, embedding) pairs -> [{"modality", "embedding"}] (embeddings unit-norm)."""
-    from nextgpt_mini.encoders.encode import encode
-    from nextgpt_mini.encoders.preprocess import modality_of
+    from nextgpt_mini.encode import encode
+    from nextgpt_mini.processing import modality_of
 
     items = []
     paths = [m for m in media if isinstance(m, (str, os.PathLike))]
@@ -114,7 +114,7 @@ def generate(model, prompt: str, media: list | None = None, history: list[dict] 
     projector and decoder run even when the LLM did not ask for them. For evaluating the
     generation path apart from the decision to generate (which signal-token accuracy measures).
     `decode=False` stops at the conditioning (`result.conditioning`): no decoder runs."""
-    from nextgpt_mini.stage3 import cut_at_stop
+    from nextgpt_mini.training.stage3 import cut_at_stop
 
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError("prompt: expected a non-empty string")
@@ -154,7 +154,7 @@ def generate(model, prompt: str, media: list | None = None, history: list[dict] 
     result = GenerationResult(text=text, token_ids=raw, completed=completed, forced=forced,
                               conditioning={m: cond for m, (cond, _) in projected.items()})
     if runs and decode:
-        from nextgpt_mini.decoders import Decoders
+        from nextgpt_mini.models.decoders import Decoders
 
         decoders = decoders or Decoders(model.profile)
         for m, (cond, index) in projected.items():

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from nextgpt_mini.llm import MEDIA_END, MEDIA_START
+from nextgpt_mini.models.llm import MEDIA_END, MEDIA_START
 
 IGNORE = -100
 MEDIA_PLACEHOLDER = -1  # an input id that marks a soft-token slot until embeddings are built

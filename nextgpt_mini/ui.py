@@ -28,7 +28,7 @@ class ChatUI:
         import ipywidgets as w
 
         from nextgpt_mini.course import data_samples_dir
-        from nextgpt_mini.decoders import Decoders
+        from nextgpt_mini.models.decoders import Decoders
 
         self.model, self.seed = model, seed
         self.decoders = decoders or Decoders(model.profile)

@@ -8,9 +8,9 @@ import sys
 import torch
 
 from nextgpt_mini import load_profile
-from nextgpt_mini.model import NextGPT
-from nextgpt_mini.stage1 import CaptionBatches, prepare_data
-from nextgpt_mini.training import Trainer
+from nextgpt_mini.models.nextgpt import NextGPT
+from nextgpt_mini.training.stage1 import CaptionBatches, prepare_data
+from nextgpt_mini.training.trainer import Trainer
 
 out, steps = sys.argv[1], int(sys.argv[2])
 torch.set_num_threads(1)

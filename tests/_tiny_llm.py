@@ -4,8 +4,8 @@ import torch
 from transformers import LlamaForCausalLM
 
 from nextgpt_mini import load_profile
-from nextgpt_mini.llm import add_signal_tokens, tiny_llama_config
-from nextgpt_mini.tokenizer import load_tiny_tokenizer
+from nextgpt_mini.models.llm import add_signal_tokens, tiny_llama_config
+from nextgpt_mini.tiny.tokenizer import load_tiny_tokenizer
 
 
 def random_tiny_llm(seed: int = 0, signal: bool = True):

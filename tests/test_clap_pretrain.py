@@ -4,9 +4,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from nextgpt_mini import clap_pretrain as C
-from nextgpt_mini.decoders import Decoders, tiny_clap_text_model, tiny_decoder_tokenizer
-from nextgpt_mini.evaluation.toy import all_items
+from nextgpt_mini.tiny.pretrain import clap as C
+from nextgpt_mini.models.decoders import Decoders, tiny_clap_text_model, tiny_decoder_tokenizer
+from nextgpt_mini.tiny.toy_decoder import all_items
 from nextgpt_mini.utils import ASSETS
 
 SOUNDS = sorted(all_items("audio"))
@@ -42,7 +42,8 @@ def test_quick_build_refuses_to_overwrite_the_shipped_weights():
 
 
 def test_missing_clap_weights_say_how_to_rebuild_them(tmp_path, monkeypatch):
-    from nextgpt_mini import decoders, utils
+    from nextgpt_mini import utils
+    from nextgpt_mini.models import decoders
 
     monkeypatch.setattr(utils, "ASSETS", tmp_path)
     with pytest.raises(FileNotFoundError, match="build-tiny clap"):

@@ -1,7 +1,8 @@
 import collections
 import json
 
-from nextgpt_mini import exercises, load_profile
+from nextgpt_mini import load_profile
+from nextgpt_mini.course import exercises
 from nextgpt_mini.course import NOT_DONE, check, data_samples_dir, repo_root
 
 

@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from nextgpt_mini.config import DecoderConfig, load_profile
-from nextgpt_mini.decoders import Decoder, Decoders, distance, load_pipeline
-from nextgpt_mini.projectors import OutputProjector
+from nextgpt_mini.models.decoders import Decoder, Decoders, distance, load_pipeline
+from nextgpt_mini.models.projectors import OutputProjector
 
 CAPTIONS = {"image": "a big red circle on the left", "video": "a blue square moving up slowly",
             "audio": "a low steady tone over white noise"}

@@ -4,7 +4,7 @@ the network: HF_HUB_OFFLINE=1)."""
 from nextgpt_mini import load_profile
 from nextgpt_mini.cli import main
 from nextgpt_mini.config import HUB
-from nextgpt_mini.download import sources
+from nextgpt_mini.hub import sources
 
 
 def test_each_profile_lists_what_it_loads_from_the_network():

@@ -1,4 +1,4 @@
-"""nextgpt_mini.encoders.pretrain: the tiny ImageBind's pretraining on the toy world, and the
+"""nextgpt_mini.tiny.pretrain.encoder: the tiny ImageBind's pretraining on the toy world, and the
 shipped weights it produced."""
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nextgpt_mini import tiny_assets
+from nextgpt_mini.tiny import assets as tiny_assets
 from nextgpt_mini.cli import main
 from nextgpt_mini.config import load_profile
-from nextgpt_mini.data import toyworld as tw
-from nextgpt_mini.encoders import preprocess as pp
-from nextgpt_mini.encoders import pretrain as P
-from nextgpt_mini.encoders.imagebind import load_encoder
-from nextgpt_mini.media import read_video_frames, save_video
+from nextgpt_mini.tiny import world as tw
+from nextgpt_mini import processing as pp
+from nextgpt_mini.tiny.pretrain import encoder as P
+from nextgpt_mini.models.imagebind import load_encoder
+from nextgpt_mini.files import read_video_frames, save_video
 from nextgpt_mini.utils import ASSETS
 
 

@@ -9,16 +9,16 @@ import pytest
 import torch
 from PIL import Image
 
-from nextgpt_mini.data import toyworld as tw
+from nextgpt_mini.tiny import world as tw
 from nextgpt_mini.evaluation import metrics
 from nextgpt_mini.evaluation.features import ToyFeatures
-from nextgpt_mini.evaluation.toy import RENDER, ToyDecoder, all_items, render
+from nextgpt_mini.tiny.toy_decoder import RENDER, ToyDecoder, all_items, render
 
 
 @pytest.fixture(scope="module")
 def features(one_thread):
     from nextgpt_mini.config import load_profile
-    from nextgpt_mini.encoders.imagebind import load_encoder
+    from nextgpt_mini.models.imagebind import load_encoder
 
     return ToyFeatures(load_encoder(load_profile("tiny").encoder))
 
@@ -126,7 +126,7 @@ def test_meteor_runs_where_java_is_and_says_none_where_not(monkeypatch):
 
 # ---------------------------------------------------------------- the toy decoder
 def test_toy_decoder_decodes_a_caption_s_own_target_to_that_caption(one_thread):
-    from nextgpt_mini.decoders import Decoders
+    from nextgpt_mini.models.decoders import Decoders
 
     decoders = Decoders("tiny")
     for modality in ("image", "video", "audio"):
@@ -169,8 +169,8 @@ def test_same_seed_same_results(toy_report):
 
 
 def test_generation_is_deterministic_for_a_seed(one_thread):
-    from nextgpt_mini.decoders import Decoders
-    from nextgpt_mini.model import NextGPT
+    from nextgpt_mini.models.decoders import Decoders
+    from nextgpt_mini.models.nextgpt import NextGPT
 
     model = NextGPT.from_pretrained("package:tiny_system")
     decoders = Decoders(model.profile)
@@ -182,7 +182,7 @@ def test_generation_is_deterministic_for_a_seed(one_thread):
 
 
 def test_require_forces_the_output_side_and_says_so(one_thread):
-    from nextgpt_mini.model import NextGPT
+    from nextgpt_mini.models.nextgpt import NextGPT
 
     model = NextGPT.from_pretrained("package:tiny_system")
     r = model.generate("What sound does a red circle make?", require="image", decode=False)

@@ -4,10 +4,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nextgpt_mini import exercises, load_profile
+from nextgpt_mini import load_profile
+from nextgpt_mini.course import exercises
 from nextgpt_mini.course import data_samples_dir
-from nextgpt_mini.encoders.imagebind import load_encoder
-from nextgpt_mini.encoders.preprocess import load_audio
+from nextgpt_mini.models.imagebind import load_encoder
+from nextgpt_mini.processing import load_audio
 
 
 @pytest.fixture(scope="module")

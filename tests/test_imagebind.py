@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nextgpt_mini.config import HUB, EncoderConfig, load_profile
-from nextgpt_mini.encoders.imagebind import (
+from nextgpt_mini.models.imagebind import (
     SKIPPED_MODALITIES,
     ImageBindEncoder,
     build_encoder,
@@ -283,7 +283,7 @@ def test_an_interrupted_weights_download_resumes_where_it_stopped(tmp_path):
     import http.server
     import threading
 
-    from nextgpt_mini.encoders.imagebind import _download
+    from nextgpt_mini.models.imagebind import _download
 
     payload = bytes(range(256)) * 4000
     served = tmp_path / "srv"

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from nextgpt_mini import load_profile
-from nextgpt_mini.accounting import PAPER_TABLE_1, format_table, full_size_table
-from nextgpt_mini.llm import (
+from nextgpt_mini.scaling.params import PAPER_TABLE_1, format_table, full_size_table
+from nextgpt_mini.models.llm import (
     MEDIA_END,
     MEDIA_START,
     NewRowsEmbedding,
@@ -97,7 +97,7 @@ def test_paper_parameter_table_matches_table_1_within_5_percent():
 
 
 def test_quantized_llm_needs_cuda(monkeypatch):
-    from nextgpt_mini.llm import _quantization_kwargs
+    from nextgpt_mini.models.llm import _quantization_kwargs
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
 

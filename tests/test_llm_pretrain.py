@@ -3,14 +3,14 @@ import math
 import pytest
 import torch
 
-from nextgpt_mini import llm_pretrain as lp
+from nextgpt_mini.tiny.pretrain import llm as lp
 from nextgpt_mini.cli import main
 from nextgpt_mini.config import LLMConfig, load_profile
 from nextgpt_mini.data import mosit
-from nextgpt_mini.data import toyworld as tw
-from nextgpt_mini.llm import load_llm, tiny_llama_config
+from nextgpt_mini.tiny import world as tw
+from nextgpt_mini.models.llm import load_llm, tiny_llama_config
 from nextgpt_mini.prompts import IGNORE, dialogue_segments, tokenize_segments
-from nextgpt_mini.tokenizer import load_tiny_tokenizer
+from nextgpt_mini.tiny.tokenizer import load_tiny_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -1,4 +1,4 @@
-"""nextgpt_mini.encoders.preprocess: each loader against a hand-computed expectation on a small
+"""nextgpt_mini.processing: each loader against a hand-computed expectation on a small
 synthetic file written into tmp_path."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from PIL import Image
 
 from nextgpt_mini import utils
 from nextgpt_mini.config import load_profile
-from nextgpt_mini.encoders import preprocess as pp
+from nextgpt_mini import processing as pp
 
 MEAN = torch.tensor(pp.CLIP_MEAN)[:, None, None]
 STD = torch.tensor(pp.CLIP_STD)[:, None, None]

@@ -56,7 +56,7 @@ def bad(tmp_path_factory):
 def _other_profile_system(folder: Path) -> None:
     """A trained-weights folder of a profile with other shapes (an 80-query image projector)."""
     from nextgpt_mini.config import load_profile
-    from nextgpt_mini.model import NextGPT
+    from nextgpt_mini.models.nextgpt import NextGPT
 
     profile = load_profile("tiny")
     profile.image_projector.num_queries = profile.image_projector.num_queries + 4
@@ -145,16 +145,16 @@ def test_download_check_reports_missing_weights_with_a_non_zero_exit(bad, capsys
 # ---------------------------------------------------------------- the Python API
 @pytest.fixture(scope="module")
 def model(one_thread):
-    from nextgpt_mini.model import NextGPT
+    from nextgpt_mini.models.nextgpt import NextGPT
 
     return NextGPT.from_pretrained("package:tiny_system")
 
 
 def test_python_api_bad_input(model, bad):
-    from nextgpt_mini.encoders.encode import encode
-    from nextgpt_mini.encoders.preprocess import MediaError
-    from nextgpt_mini.memory import plan
-    from nextgpt_mini.model import NextGPT
+    from nextgpt_mini.encode import encode
+    from nextgpt_mini.processing import MediaError
+    from nextgpt_mini.scaling.memory import plan
+    from nextgpt_mini.models.nextgpt import NextGPT
 
     with pytest.raises(FileNotFoundError, match="missing.png"):
         encode([str(bad / "missing.png")], encoder=model.encoder, progress=False)
@@ -204,7 +204,7 @@ def test_a_failed_evaluation_keeps_the_earlier_report(bad, capsys, one_thread):
 
 # ---------------------------------------------------------------- an interrupted training run
 def test_a_run_killed_while_saving_keeps_the_previous_checkpoint_and_resumes(tmp_path, monkeypatch):
-    from nextgpt_mini.training import Trainer
+    from nextgpt_mini.training.trainer import Trainer
     from tests.test_training import _cfg, _system
 
     system, source = _system()

@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from nextgpt_mini import tiny_assets
-from nextgpt_mini.decoders import Decoders
-from nextgpt_mini.model import NextGPT
-from nextgpt_mini.stage3 import behaviour_report, heldout_dialogues, reading_report
+from nextgpt_mini.tiny import assets as tiny_assets
+from nextgpt_mini.models.decoders import Decoders
+from nextgpt_mini.models.nextgpt import NextGPT
+from nextgpt_mini.training.stage3 import behaviour_report, heldout_dialogues, reading_report
 from nextgpt_mini.utils import ASSETS, torch_threads
 
 

@@ -3,9 +3,9 @@
 import torch
 
 from nextgpt_mini import load_profile
-from nextgpt_mini.model import NextGPT
-from nextgpt_mini.stage1 import CaptionBatches, make_eval_fn, prepare_data
-from nextgpt_mini.training import Trainer
+from nextgpt_mini.models.nextgpt import NextGPT
+from nextgpt_mini.training.stage1 import CaptionBatches, make_eval_fn, prepare_data
+from nextgpt_mini.training.trainer import Trainer
 from nextgpt_mini.utils import torch_threads
 
 

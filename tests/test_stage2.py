@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from nextgpt_mini import load_profile
-from nextgpt_mini.decoders import Decoders
-from nextgpt_mini.model import NextGPT
-from nextgpt_mini.stage2 import SignalBatches, alignment_report, make_eval_fn, prepare_data, project_captions
-from nextgpt_mini.training import Trainer, select_trainable
+from nextgpt_mini.models.decoders import Decoders
+from nextgpt_mini.models.nextgpt import NextGPT
+from nextgpt_mini.training.stage2 import SignalBatches, alignment_report, make_eval_fn, prepare_data, project_captions
+from nextgpt_mini.training.trainer import Trainer, select_trainable
 from nextgpt_mini.utils import torch_threads
 
 
@@ -69,7 +69,7 @@ def test_projected_conditioning_drives_the_decoders(trained, tmp_path):
 
 
 def test_optional_denoising_loss_reaches_the_output_projectors_through_the_frozen_unet():
-    from nextgpt_mini.stage2 import attach_latents
+    from nextgpt_mini.training.stage2 import attach_latents
 
     with torch_threads(1):
         # alignment off: any gradient on the projector comes from the denoising term alone

@@ -4,10 +4,10 @@ import pytest
 
 from nextgpt_mini import load_profile
 from nextgpt_mini.data import mosit
-from nextgpt_mini.decoders import Decoders
-from nextgpt_mini.model import NextGPT
-from nextgpt_mini.stage3 import BlendedBatches, behaviour_report, make_eval_fn, prepare_dialogues, signal_runs, toy_data
-from nextgpt_mini.training import Trainer
+from nextgpt_mini.models.decoders import Decoders
+from nextgpt_mini.models.nextgpt import NextGPT
+from nextgpt_mini.training.stage3 import BlendedBatches, behaviour_report, make_eval_fn, prepare_dialogues, signal_runs, toy_data
+from nextgpt_mini.training.trainer import Trainer
 from nextgpt_mini.utils import torch_threads
 
 

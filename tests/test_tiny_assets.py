@@ -1,5 +1,5 @@
-from nextgpt_mini import tiny_assets
-from nextgpt_mini.tokenizer import SPECIAL_TOKENS, load_tiny_tokenizer
+from nextgpt_mini.tiny import assets as tiny_assets
+from nextgpt_mini.tiny.tokenizer import SPECIAL_TOKENS, load_tiny_tokenizer
 from nextgpt_mini.utils import ASSETS
 
 

@@ -3,7 +3,7 @@
 import ipywidgets as w
 
 from nextgpt_mini.course import data_samples_dir
-from nextgpt_mini.model import NextGPT
+from nextgpt_mini.models.nextgpt import NextGPT
 from nextgpt_mini.ui import ChatUI
 from nextgpt_mini.utils import torch_threads
 

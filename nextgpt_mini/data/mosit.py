@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nextgpt_mini.data import toyworld as tw
+from nextgpt_mini.tiny import world as tw
 
 TASKS = ("T->T", "T->I", "T->V", "T->A", "I->T", "V->T", "A->T", "I->A", "V->A", "I->V", "T->I,A")
 

@@ -50,7 +50,7 @@ class ToyFeatures:
     def image(self, images: list) -> torch.Tensor:
         from PIL import Image
 
-        from nextgpt_mini.encoders.preprocess import image_to_tensor
+        from nextgpt_mini.processing import image_to_tensor
 
         x = torch.stack([image_to_tensor(Image.fromarray(as_uint8_image(im)), self.cfg.image_size) for im in images])
         return F.normalize(self.encoder.encode_image(x).float(), dim=-1)
@@ -59,7 +59,7 @@ class ToyFeatures:
 
     @torch.no_grad()
     def audio(self, waves: list, sample_rate: int) -> torch.Tensor:
-        from nextgpt_mini.encoders.preprocess import audio_to_tensor
+        from nextgpt_mini.processing import audio_to_tensor
 
         x = torch.stack([audio_to_tensor(torch.as_tensor(np.asarray(w, dtype=np.float32)), sample_rate, self.cfg) for w in waves])
         return F.normalize(self.encoder.encode_audio(x).float(), dim=-1)
@@ -72,8 +72,8 @@ class ToyFeatures:
         ...): the mean of their text features, ImageBind's emergent audio-text zero-shot. Measured on
         24 test sounds, the matched pairs' cosine was 0.64 against 0.00 for mismatched ones; with
         the sound's own caption it was -0.13 against -0.09 (no signal at all)."""
-        from nextgpt_mini.encoders.encode import Text, encode
-        from nextgpt_mini.evaluation.toy import sound_sources
+        from nextgpt_mini.encode import Text, encode
+        from nextgpt_mini.tiny.toy_decoder import sound_sources
 
         def embed(batch: list[str]) -> torch.Tensor:
             return encode([Text(t) for t in batch], encoder=self.encoder, progress=False)
@@ -136,7 +136,7 @@ class RealFeatures:
 
     @torch.no_grad()
     def audio(self, waves: list, sample_rate: int) -> torch.Tensor:
-        from nextgpt_mini.encoders.preprocess import resample
+        from nextgpt_mini.processing import resample
 
         model, processor = self.clap
         rate = processor.feature_extractor.sampling_rate  # 48 kHz

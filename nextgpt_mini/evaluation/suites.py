@@ -65,7 +65,7 @@ def load_system(checkpoint: str, profile=None):
     a folder written by `save_pretrained` or `nextgpt-mini demo`, or a `nextgpt-mini train` output
     folder (trainer weights only: loaded into `profile`, default tiny)."""
     from nextgpt_mini.config import load_profile
-    from nextgpt_mini.model import NextGPT
+    from nextgpt_mini.models.nextgpt import NextGPT
 
     if checkpoint == "untrained":
         p = profile if hasattr(profile, "name") else load_profile(profile or "tiny")
@@ -126,14 +126,14 @@ def _decoder_overrides(profile, protocol: dict):
 def _samples(suite: str, task: str, protocol: dict, data_dir: str | os.PathLike | None, limit: int | None) -> list[dict]:
     n = min(protocol["samples"], limit) if limit else protocol["samples"]
     if suite == "toy":
-        from nextgpt_mini.evaluation.toy import toy_samples
+        from nextgpt_mini.tiny.toy_decoder import toy_samples
 
         return toy_samples(task, n, protocol["seed"])
     return _real_samples(suite, task, protocol, data_dir, n)
 
 
 def _real_samples(suite: str, task: str, protocol: dict, data_dir, n: int) -> list[dict]:
-    from nextgpt_mini.encoders.encode import read_pairs
+    from nextgpt_mini.encode import read_pairs
 
     if data_dir is None:
         raise FileNotFoundError(f"suite {suite!r} reads a local copy of its data: pass --data DIR with "
@@ -165,7 +165,7 @@ def _real_samples(suite: str, task: str, protocol: dict, data_dir, n: int) -> li
 def read_reference(path: Path, modality: str, sample_rate: int):
     """A real item as the metrics take it: a PIL image, uint8 frames [F, H, W, 3], or a mono
     waveform at `sample_rate`. A file that cannot be read raises MediaError naming it."""
-    from nextgpt_mini.encoders import preprocess as pp
+    from nextgpt_mini import processing as pp
 
     path = pp._check_file(path)
     try:
@@ -175,7 +175,7 @@ def read_reference(path: Path, modality: str, sample_rate: int):
             with Image.open(path) as im:
                 return im.convert("RGB")
         if modality == "video":
-            from nextgpt_mini.media import read_video_frames
+            from nextgpt_mini.files import read_video_frames
 
             return read_video_frames(path)[0]
         wave, rate = pp.read_audio(path)
@@ -195,7 +195,7 @@ CHUNK = 32  # media held in memory at once: features are computed per chunk (30,
 def _generation_task(model, samples: list[dict], modality: str, protocol: dict, features, decoders, progress) -> dict:
     from tqdm.auto import tqdm
 
-    from nextgpt_mini.evaluation.toy import ToyDecoder
+    from nextgpt_mini.tiny.toy_decoder import ToyDecoder
 
     toy = protocol["decode"] == "toy-world"
     renderer = ToyDecoder(decoders[modality], model.profile.train.distance) if toy else None
@@ -244,7 +244,7 @@ def _reference(sample: dict, modality: str, sample_rate: int):
 
 
 def _sample_rate(decoders, protocol: dict) -> int:
-    from nextgpt_mini.evaluation.toy import RENDER
+    from nextgpt_mini.tiny.toy_decoder import RENDER
 
     return RENDER["sample_rate"] if protocol["decode"] == "toy-world" else decoders["audio"].sample_rate
 
@@ -253,7 +253,7 @@ def _captioning_task(model, samples: list[dict], protocol: dict, progress) -> di
     from tqdm.auto import tqdm
 
     from nextgpt_mini.data.mosit import strip_answer
-    from nextgpt_mini.stage3 import encode_media, media_key
+    from nextgpt_mini.training.stage3 import encode_media, media_key
 
     toy = isinstance(samples[0]["media"], dict)
     if toy:  # rendered items: encode them in batches, as stage 3 does
@@ -294,7 +294,7 @@ def evaluate_suite(suite: str, checkpoint: str, *, baseline: str | None = None, 
                    features=None, progress: bool = True) -> dict:
     """Run `suite` on the system at `checkpoint` (and on `baseline`: "untrained", "none", or the
     protocol's default). `features` overrides the protocol's feature space (tests, custom ones)."""
-    from nextgpt_mini.decoders import Decoders
+    from nextgpt_mini.models.decoders import Decoders
 
     protocol = load_protocol(suite, protocol_file)
     if limit is not None and limit < 2:

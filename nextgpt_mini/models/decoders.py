@@ -64,7 +64,7 @@ def _diffusers(*names: str):
 
 
 def tiny_decoder_tokenizer():
-    from nextgpt_mini.tokenizer import load_tiny_tokenizer
+    from nextgpt_mini.tiny.tokenizer import load_tiny_tokenizer
 
     tok = load_tiny_tokenizer()
     tok.model_max_length = TINY_TEXT_LENGTH
@@ -96,7 +96,7 @@ def tiny_clap_weights() -> dict[str, torch.Tensor]:
     """The shipped pretrained CLAP text encoder (see `clap_pretrain` for why it is not random)."""
     from safetensors.torch import load_file
 
-    from nextgpt_mini.clap_pretrain import WEIGHTS_FILE
+    from nextgpt_mini.tiny.pretrain.clap import WEIGHTS_FILE
     from nextgpt_mini.utils import ASSETS
 
     path = ASSETS / WEIGHTS_FILE
@@ -399,7 +399,7 @@ class Decoder:
 
     def save(self, result, path: str | os.PathLike) -> Path:
         """Write one generated result as PNG / MP4 / WAV (atomically)."""
-        from nextgpt_mini.media import save_audio, save_image, save_video
+        from nextgpt_mini.files import save_audio, save_image, save_video
 
         if self.modality == "image":
             return save_image(result, path)
@@ -458,7 +458,7 @@ def decoder_parameter_counts(profile, modality: str) -> dict[str, int]:
     """{component: parameters} of the profile's decoder for `modality`, without loading weights:
     full-size hub ids are built empty from `decoder_configs`; the tiny decoders are built (small);
     a local folder is built empty from the configs saved in it."""
-    from nextgpt_mini.decoder_configs import BUILDABLE, FULL_SIZE_DECODERS, build_empty, full_size_counts
+    from nextgpt_mini.models.decoder_configs import BUILDABLE, FULL_SIZE_DECODERS, build_empty, full_size_counts
 
     cfg = getattr(profile, f"{modality}_decoder")
     if cfg.name_or_path in FULL_SIZE_DECODERS:

@@ -86,7 +86,7 @@ def component_counts(profile: ProfileConfig) -> dict[str, int]:
     remembered per profile configuration, since a plan is often asked for several times."""
     key = profile.to_json()
     if key not in _COUNTS:
-        from nextgpt_mini.accounting import decoder_counts, full_size_table
+        from nextgpt_mini.scaling.params import decoder_counts, full_size_table
 
         counts = {r.module: r.total for r in full_size_table(profile, stage="3")}
         counts.update(decoder_counts(profile))
@@ -148,7 +148,7 @@ def plan(profile: ProfileConfig | str, stage: str | None = None, dtype: str = "f
         items.append(Item(f"{biggest} decoder working memory", _decoder_working(profile, biggest), note="rough"))
         task = "inference"
     else:
-        from nextgpt_mini.training import STAGE_TRAINS
+        from nextgpt_mini.training.trainer import STAGE_TRAINS
 
         trains = STAGE_TRAINS[stage]
         group_rows = {"input_projector": "input projector", "output_projectors": "output projectors",

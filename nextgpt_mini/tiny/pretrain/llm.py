@@ -87,7 +87,7 @@ class PretrainConfig:
 # --------------------------------------------------------------------------------------------
 def lm_segments(turns: list[dict]):
     """A dialogue's NExT-GPT segments without media: the slots and their `<Img>`/`</Img>` wrappers go."""
-    from nextgpt_mini.llm import MEDIA_END, MEDIA_START
+    from nextgpt_mini.models.llm import MEDIA_END, MEDIA_START
 
     segs = dialogue_segments(turns, "nextgpt", signal_tokens=None)
     return [s for s in segs if s.media is None and s.text not in (MEDIA_START, MEDIA_END)]
@@ -127,7 +127,7 @@ def corpus_documents(tokenizer, split: str, n_captions: int, n_dialogues: int, s
     import random
 
     from nextgpt_mini.data import mosit
-    from nextgpt_mini.data import toyworld as tw
+    from nextgpt_mini.tiny import world as tw
 
     docs = []
     for modality in ("image", "video", "audio"):
@@ -147,9 +147,9 @@ def reading_documents(tokenizer, split: str, n: int, seed: int = 0, max_length: 
     are the media tasks of the MosIT dialogues, half stage-1 style "Describe this ..." requests.
     """
     from nextgpt_mini.data import mosit
-    from nextgpt_mini.data import toyworld as tw
+    from nextgpt_mini.tiny import world as tw
     from nextgpt_mini.prompts import MEDIA_PLACEHOLDER
-    from nextgpt_mini.stage1 import INSTRUCTIONS
+    from nextgpt_mini.training.stage1 import INSTRUCTIONS
 
     media_tasks = tuple(t for t in mosit.TASKS if not t.startswith("T->"))
     dialogues = mosit.toy_dialogues(n - n // 2, seed=seed + 2000, split=split, tasks=media_tasks)
@@ -174,7 +174,7 @@ def reading_documents(tokenizer, split: str, n: int, seed: int = 0, max_length: 
 def corpus_text(split: str = "train", n_captions: int = 3, n_dialogues: int = 11, seed: int = 0) -> list[str]:
     """The corpus as text, for reading in a notebook (media left out, as in training)."""
     from nextgpt_mini.data import mosit
-    from nextgpt_mini.data import toyworld as tw
+    from nextgpt_mini.tiny import world as tw
 
     lines = [i.caption for m in ("image", "video", "audio") for i in tw.sample_items(m, n_captions, seed=seed, split=split)]
     lines += ["".join(s.text for s in lm_segments(d["turns"])) for d in mosit.toy_dialogues(n_dialogues, seed=seed, split=split)]
@@ -267,8 +267,8 @@ def pretrain_tiny_llm(llm_cfg, tokenizer, cfg: PretrainConfig | None = None, pro
     from tqdm.auto import tqdm
     from transformers import LlamaForCausalLM
 
-    from nextgpt_mini.llm import tiny_llama_config
-    from nextgpt_mini.training import warmup_cosine
+    from nextgpt_mini.models.llm import tiny_llama_config
+    from nextgpt_mini.training.trainer import warmup_cosine
 
     cfg = cfg or PretrainConfig()
     with torch_threads(cfg.threads):
@@ -381,7 +381,7 @@ def answer_accuracy(model, tokenizer, split: str = "test", n: int = 44, seed: in
     model can know the noise word of the T->A answer: there exact matches are partly luck.
     """
     from nextgpt_mini.data import mosit
-    from nextgpt_mini.data import toyworld as tw
+    from nextgpt_mini.tiny import world as tw
 
     held = [f"{c} {s}" for c, s in tw.HELD_OUT_PAIRS]
     out: dict[str, list[int]] = {}
@@ -396,9 +396,9 @@ def answer_accuracy(model, tokenizer, split: str = "test", n: int = 44, seed: in
 @torch.no_grad()
 def reading_accuracy(model, tokenizer, n: int = 30, split: str = "test", seed: int = 3) -> tuple[int, int]:
     """How often the model, given a bag-of-words slot for a caption, names every attribute."""
-    from nextgpt_mini.data import toyworld as tw
+    from nextgpt_mini.tiny import world as tw
     from nextgpt_mini.data.mosit import strip_answer
-    from nextgpt_mini.stage1 import INSTRUCTIONS
+    from nextgpt_mini.training.stage1 import INSTRUCTIONS
 
     right = 0
     for k in range(n):
@@ -434,7 +434,7 @@ SAMPLE_CAPTIONS = ("a big green", "an orange square moving")
 
 def tiny_llm_tokenizer(tokenizer):
     """The tiny tokenizer plus the media wrappers `<Img>`, `</Img>` (ids 485, 486)."""
-    from nextgpt_mini.llm import MEDIA_END, MEDIA_START
+    from nextgpt_mini.models.llm import MEDIA_END, MEDIA_START
 
     tokenizer.add_tokens([MEDIA_START, MEDIA_END], special_tokens=True)
     return tokenizer
@@ -478,7 +478,7 @@ def _save_atomically(model, tokenizer, out: Path) -> list[Path]:
 def build_tiny_llm(out: Path, quick: bool = False, progress: bool = True) -> list[Path]:
     """Pretrain the tiny LLM and save it (model + tokenizer files) to `out`; returns the files."""
     from nextgpt_mini.config import load_profile
-    from nextgpt_mini.tokenizer import load_tiny_tokenizer
+    from nextgpt_mini.tiny.tokenizer import load_tiny_tokenizer
     from nextgpt_mini.utils import ASSETS
 
     out = Path(out)

@@ -41,7 +41,7 @@ def record_in_manifest(files: list[Path]) -> None:
 
 
 def build_tokenizer(out: Path) -> list[Path]:
-    from nextgpt_mini.tokenizer import save_tiny_tokenizer, train_tiny_tokenizer
+    from nextgpt_mini.tiny.tokenizer import save_tiny_tokenizer, train_tiny_tokenizer
 
     tok = train_tiny_tokenizer()
     save_tiny_tokenizer(tok, out)
@@ -50,19 +50,19 @@ def build_tokenizer(out: Path) -> list[Path]:
 
 
 def build_encoder(out: Path, quick: bool = False) -> list[Path]:
-    from nextgpt_mini.encoders.pretrain import build_tiny_encoder
+    from nextgpt_mini.tiny.pretrain.encoder import build_tiny_encoder
 
     return build_tiny_encoder(out, quick=quick)
 
 
 def build_clap(out: Path, quick: bool = False) -> list[Path]:
-    from nextgpt_mini.clap_pretrain import build_tiny_clap_text
+    from nextgpt_mini.tiny.pretrain.clap import build_tiny_clap_text
 
     return build_tiny_clap_text(out, quick=quick)
 
 
 def build_llm(out: Path, quick: bool = False) -> list[Path]:
-    from nextgpt_mini.llm_pretrain import build_tiny_llm
+    from nextgpt_mini.tiny.pretrain.llm import build_tiny_llm
 
     return build_tiny_llm(out, quick=quick)
 
@@ -75,7 +75,7 @@ def build_system(out: Path, quick: bool = False) -> list[Path]:
     import tempfile
 
     from nextgpt_mini.config import load_profile
-    from nextgpt_mini.demo import summary_lines, train_stages
+    from nextgpt_mini.tiny.demo import summary_lines, train_stages
 
     # one thread, as `demo` trains: the sums then run in the same order, so on the same CPU the
     # demo's checkpoint is this one, bit for bit (two threads change the last digits)

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nextgpt_mini.data import toyworld as tw
+from nextgpt_mini.tiny import world as tw
 from nextgpt_mini.prompts import collate, dialogue_segments, tokenize_segments
-from nextgpt_mini.training import epoch_order
+from nextgpt_mini.training.trainer import epoch_order
 
 MODALITIES = ("image", "video", "audio")
 # The requests of the toy world's T->I / T->V / T->A dialogues (data/mosit.py), and their answers.
@@ -82,7 +82,7 @@ def file_captions(folder: str | os.PathLike) -> dict[str, list[str]]:
 
     Stage 2 needs no media: CC3M, WebVid and AudioCaps captions alone are its data.
     """
-    from nextgpt_mini.encoders.encode import read_pairs
+    from nextgpt_mini.encode import read_pairs
 
     folder = Path(folder)
     out = {}
@@ -178,7 +178,7 @@ def project_captions(model, data: TargetSet, template: str | None = None, batch_
 
 def pairwise_distance(pred: torch.Tensor, targets: torch.Tensor, kind: str = "l2") -> torch.Tensor:
     """[N, M]: distance of each projected conditioning to each target."""
-    from nextgpt_mini.decoders import distance
+    from nextgpt_mini.models.decoders import distance
 
     n, m = pred.shape[0], targets.shape[0]
     a = pred[:, None].expand(n, m, *pred.shape[1:]).reshape(n * m, *pred.shape[1:])
@@ -231,8 +231,8 @@ def make_eval_fn(sets: dict[str, TargetSet]):
 def run_stage2(model, decoders=None, out_dir: str | None = None, steps: int | None = None, data_dir: str | None = None,
                resume: bool = False, cache_dir: str | None = None, progress: bool = True):
     """Train stage 2 and return the TrainResult (first/last evals hold distance and retrieval)."""
-    from nextgpt_mini.decoders import Decoders
-    from nextgpt_mini.training import Trainer
+    from nextgpt_mini.models.decoders import Decoders
+    from nextgpt_mini.training.trainer import Trainer
 
     p = model.profile
     decoders = decoders or Decoders(p, cache_dir=cache_dir)

@@ -16,7 +16,7 @@ NOT_DONE = "not done yet"
 
 def repo_root() -> Path:
     """The repository folder (the one holding data_samples/), found from the package location."""
-    here = Path(__file__).resolve().parent.parent
+    here = Path(__file__).resolve().parents[2]
     if (here / "data_samples").is_dir():
         return here
     cwd = Path.cwd().resolve()

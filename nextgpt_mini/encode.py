@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from nextgpt_mini.cache import EmbeddingCache, encoder_identity, file_key, text_key
 from nextgpt_mini.config import EncoderConfig, ProfileConfig
-from nextgpt_mini.encoders.preprocess import (
+from nextgpt_mini.processing import (
     AUDIO_EXTENSIONS,
     IMAGE_EXTENSIONS,
     VIDEO_EXTENSIONS,
@@ -157,7 +157,7 @@ def load_encoder_for(cfg: EncoderConfig | ProfileConfig, device: str | torch.dev
     weights from a fixed seed (with a warning: useful for tests and timing, meaningless embeddings)."""
     cfg = _encoder_config(cfg, None)
     if cfg.weights is None:
-        from nextgpt_mini.encoders.imagebind import build_encoder
+        from nextgpt_mini.models.imagebind import build_encoder
 
         warnings.warn("encoder.weights is None: using random encoder weights (seed "
                       f"{RANDOM_WEIGHTS_SEED}); the embeddings mean nothing", stacklevel=2)
@@ -166,9 +166,9 @@ def load_encoder_for(cfg: EncoderConfig | ProfileConfig, device: str | torch.dev
             encoder = build_encoder(cfg)
         return encoder.to(pick_device(device)).eval()
     try:
-        from nextgpt_mini.encoders.imagebind import load_encoder
+        from nextgpt_mini.models.imagebind import load_encoder
     except ImportError as err:
-        raise RuntimeError("nextgpt_mini.encoders.imagebind.load_encoder is not available; build an "
+        raise RuntimeError("nextgpt_mini.models.imagebind.load_encoder is not available; build an "
                            "encoder yourself and pass encoder=...") from err
     return load_encoder(cfg, device=pick_device(device)).eval()
 
@@ -182,7 +182,7 @@ def encoder_cache(
     `cfg.weights` names one, else the state dict of `encoder` (required then)."""
     cfg = _encoder_config(cfg, encoder)
     if cfg.weights is not None:
-        from nextgpt_mini.encoders.imagebind import resolve_weights
+        from nextgpt_mini.models.imagebind import resolve_weights
 
         return EmbeddingCache(root, encoder_identity(cfg, resolve_weights(cfg.weights)))
     if encoder is None:

@@ -100,9 +100,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from nextgpt_mini.config import EncoderConfig
-from nextgpt_mini.data import toyworld as tw
-from nextgpt_mini.encoders import preprocess as pp
-from nextgpt_mini.encoders.imagebind import AUDIO_LOGIT_SCALE, MAX_LOGIT_SCALE, ImageBindEncoder, build_encoder
+from nextgpt_mini.tiny import world as tw
+from nextgpt_mini import processing as pp
+from nextgpt_mini.models.imagebind import AUDIO_LOGIT_SCALE, MAX_LOGIT_SCALE, ImageBindEncoder, build_encoder
 from nextgpt_mini.utils import torch_threads
 
 __all__ = [
@@ -421,7 +421,7 @@ def _run_stage(name: str, params: list[tuple[str, torch.nn.Parameter]], loss_fn:
     if steps <= 0:
         return []
     opt = torch.optim.AdamW(_param_groups(params, settings.weight_decay), lr=lr, betas=settings.betas)
-    from nextgpt_mini.training import warmup_cosine
+    from nextgpt_mini.training.trainer import warmup_cosine
 
     sched = warmup_cosine(opt, warmup=int(round(steps * settings.warmup_ratio)), total=steps)
     history = []
@@ -627,7 +627,7 @@ def save_encoder(model: ImageBindEncoder, path: str | Path, metadata: dict[str, 
 
 def load_pretrained_encoder(cfg: EncoderConfig, device: torch.device | str | None = None) -> ImageBindEncoder:
     """The encoder with cfg.weights loaded, in eval mode and frozen (see imagebind.load_encoder)."""
-    from nextgpt_mini.encoders.imagebind import load_encoder
+    from nextgpt_mini.models.imagebind import load_encoder
 
     return load_encoder(cfg, device=device)
 
@@ -658,6 +658,6 @@ def build_tiny_encoder(out: Path, quick: bool = False) -> list[Path]:
     print(f"time: render {rendered - start:.0f} s, train {trained - rendered:.0f} s, "
           f"evaluate {time.perf_counter() - trained:.0f} s")
     text_scale = float(model.modality_postprocessors["text"][1].log_logit_scale.exp())
-    meta = {"built_by": "nextgpt_mini.encoders.pretrain", "seed": str(settings.seed),
+    meta = {"built_by": "nextgpt_mini.tiny.pretrain.encoder", "seed": str(settings.seed),
             "settings": str(dataclasses.asdict(settings)), "text_logit_scale": f"{text_scale:.4f}"}
     return [save_encoder(model, out / WEIGHTS_FILE, meta)]

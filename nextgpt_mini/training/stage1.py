@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nextgpt_mini.data import toyworld as tw
+from nextgpt_mini.tiny import world as tw
 from nextgpt_mini.data.mosit import describe_answer, strip_answer
 from nextgpt_mini.prompts import collate, dialogue_segments, tokenize_segments
-from nextgpt_mini.training import epoch_order
+from nextgpt_mini.training.trainer import epoch_order
 
 MODALITIES = ("image", "video", "audio")
 INSTRUCTIONS = {
@@ -57,7 +57,7 @@ class PairSet:
 def toy_pairs(modality: str, n: int, split: str, encoder, cfg, seed: int = 0, cache=None, batch_size: int = 64) -> PairSet:
     """`n` toy-world items of one modality, rendered as files would be and encoded (cached)."""
     from nextgpt_mini.cache import text_key
-    from nextgpt_mini.encoders.pretrain import audio_tensor, image_tensor, video_tensor
+    from nextgpt_mini.tiny.pretrain.encoder import audio_tensor, image_tensor, video_tensor
 
     items = tw.sample_items(modality, n, seed=seed, split=split)
     keys = [text_key(json.dumps(it.to_dict(), sort_keys=True), prefix="toyitem") for it in items]
@@ -84,7 +84,7 @@ def toy_pairs(modality: str, n: int, split: str, encoder, cfg, seed: int = 0, ca
 
 def file_pairs(pairs_json: str | os.PathLike, encoder, cfg, cache=None) -> PairSet:
     """A NExT-GPT pair file and its media folder, encoded (cached)."""
-    from nextgpt_mini.encoders.encode import encode_dataset
+    from nextgpt_mini.encode import encode_dataset
 
     enc = encode_dataset(pairs_json, encoder=encoder, cfg=cfg, cache=cache, progress=False)
     return PairSet(enc.modality, enc.embeddings, list(enc.captions), None, [str(f) for f in enc.files])
@@ -238,7 +238,7 @@ def make_eval_fn(sets: dict[str, PairSet], with_captions: bool = True):
 def prepare_data(model, data_dir: str | None = None, n_train: int = 400, n_test: int = 48, cache_dir: str | None = None, seed: int = 0):
     """Train and held-out PairSets: the toy world by default, or NExT-GPT pair files in `data_dir`."""
     from nextgpt_mini.cache import EmbeddingCache
-    from nextgpt_mini.encoders.encode import encoder_cache
+    from nextgpt_mini.encode import encoder_cache
 
     cfg = model.profile.encoder
     encoder = model.encoder
@@ -257,7 +257,7 @@ def prepare_data(model, data_dir: str | None = None, n_train: int = 400, n_test:
 def run_stage1(model, out_dir: str | None = None, steps: int | None = None, data_dir: str | None = None,
                resume: bool = False, cache_dir: str | None = None, progress: bool = True, eval_captions: bool = True):
     """Train stage 1 and return the TrainResult (first/last evals hold loss and accuracies)."""
-    from nextgpt_mini.training import Trainer
+    from nextgpt_mini.training.trainer import Trainer
 
     p = model.profile
     train, test = prepare_data(model, data_dir, cache_dir=cache_dir, seed=p.seed)

@@ -26,9 +26,9 @@ CONVERSATION = (  # (direction, prompt, input file written in step 1 or None)
 
 def run_demo(out_dir: str | Path = "outputs/demo", quick: bool = False) -> int:
     from nextgpt_mini.data import mosit
-    from nextgpt_mini.data import toyworld as tw
-    from nextgpt_mini.media import save_audio, save_image, save_video
-    from nextgpt_mini.tokenizer import load_tiny_tokenizer
+    from nextgpt_mini.tiny import world as tw
+    from nextgpt_mini.files import save_audio, save_image, save_video
+    from nextgpt_mini.tiny.tokenizer import load_tiny_tokenizer
 
     start = time.perf_counter()
     out = Path(out_dir)
@@ -59,8 +59,8 @@ def run_demo(out_dir: str | Path = "outputs/demo", quick: bool = False) -> int:
     print("4. the tiny ImageBind (pretrained on the toy world, shipped) matches across modalities")
     import torch
 
-    from nextgpt_mini.encoders.encode import Text, encode
-    from nextgpt_mini.encoders.imagebind import load_encoder
+    from nextgpt_mini.encode import Text, encode
+    from nextgpt_mini.models.imagebind import load_encoder
 
     torch.set_num_threads(1)
     encoder = load_encoder(profile.encoder)
@@ -76,7 +76,7 @@ def run_demo(out_dir: str | Path = "outputs/demo", quick: bool = False) -> int:
 
     print("5. the tiny decoders (the Stable Diffusion, Zeroscope and AudioLDM pipeline classes at toy size, random")
     print("   weights) generate from each caption's conditioning, as they will from the output projectors")
-    from nextgpt_mini.decoders import Decoders
+    from nextgpt_mini.models.decoders import Decoders
 
     decoders = Decoders(profile)
     for m, item, ext in (("image", image, "png"), ("video", video, "mp4"), ("audio", sound, "wav")):
@@ -110,11 +110,11 @@ def run_demo(out_dir: str | Path = "outputs/demo", quick: bool = False) -> int:
 def train_stages(profile, out: Path, quick: bool, decoders=None):
     """Stages 1, 2, 3 in order on one model; returns (model, {stage: (steps, seconds, first, last),
     "reading": the media -> text report on 90 held-out questions})."""
-    from nextgpt_mini.decoders import Decoders
-    from nextgpt_mini.model import NextGPT
-    from nextgpt_mini.stage1 import run_stage1
-    from nextgpt_mini.stage2 import run_stage2
-    from nextgpt_mini.stage3 import reading_report, run_stage3
+    from nextgpt_mini.models.decoders import Decoders
+    from nextgpt_mini.models.nextgpt import NextGPT
+    from nextgpt_mini.training.stage1 import run_stage1
+    from nextgpt_mini.training.stage2 import run_stage2
+    from nextgpt_mini.training.stage3 import reading_report, run_stage3
 
     model = NextGPT.from_profile(profile)
     numbers = {}
@@ -185,7 +185,7 @@ their outputs show the plumbing (the right decoder, called with the projected co
 
 
 def summary_lines(numbers: dict) -> list[str]:
-    from nextgpt_mini.stage1 import format_attributes
+    from nextgpt_mini.training.stage1 import format_attributes
 
     lines = []
     if "1" in numbers:

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from nextgpt_mini.data import mosit
-from nextgpt_mini.data import toyworld as tw
+from nextgpt_mini.tiny import world as tw
 from nextgpt_mini.prompts import STOP, collate, dialogue_segments, tokenize_segments
-from nextgpt_mini.training import epoch_order
+from nextgpt_mini.training.trainer import epoch_order
 
 MODALITIES = ("image", "video", "audio")
 
@@ -41,8 +41,8 @@ def media_key(m: dict) -> str:
 
 def encode_media(model, dialogues: list[dict], cache_dir: str | None = None, batch_size: int = 64) -> dict[str, torch.Tensor]:
     """{media key: unit-norm encoder embedding} for every input item of `dialogues`."""
-    from nextgpt_mini.encoders.encode import encode, encoder_cache
-    from nextgpt_mini.encoders.pretrain import audio_tensor, image_tensor, video_tensor
+    from nextgpt_mini.encode import encode, encoder_cache
+    from nextgpt_mini.tiny.pretrain.encoder import audio_tensor, image_tensor, video_tensor
 
     cfg = model.profile.encoder
     items = {}
@@ -292,8 +292,8 @@ def run_stage3(model, decoders=None, out_dir: str | None = None, steps: int | No
                resume: bool = False, cache_dir: str | None = None, progress: bool = True):
     """Train stage 3 (LoRA switched on first) and return the TrainResult."""
     from nextgpt_mini.data.formats import read_dialogues
-    from nextgpt_mini.decoders import Decoders
-    from nextgpt_mini.training import Trainer
+    from nextgpt_mini.models.decoders import Decoders
+    from nextgpt_mini.training.trainer import Trainer
 
     p = model.profile
     model.enable_lora()

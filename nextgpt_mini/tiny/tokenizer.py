@@ -23,7 +23,7 @@ TINY_TOKENIZER = "package:tiny_tokenizer"
 def toy_corpus(n_items: int = 3000, n_dialogues: int = 3000, seed: int = 0) -> list[str]:
     """Every kind of sentence the toy world writes: captions of each modality, and dialogues."""
     from nextgpt_mini.data import mosit
-    from nextgpt_mini.data import toyworld as tw
+    from nextgpt_mini.tiny import world as tw
 
     lines = []
     for modality in ("image", "video", "audio"):

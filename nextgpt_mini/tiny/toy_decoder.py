@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from nextgpt_mini.data import mosit
-from nextgpt_mini.data import toyworld as tw
+from nextgpt_mini.tiny import world as tw
 
 __all__ = ["RENDER", "ToyDecoder", "all_items", "render", "sound_sources", "toy_samples"]
 
@@ -78,7 +78,7 @@ class ToyDecoder:
     """Conditioning -> the nearest caption of the world (by the decoder's own targets) -> rendered."""
 
     def __init__(self, decoder, distance: str = "l2"):
-        from nextgpt_mini.decoders import distance as distance_fn
+        from nextgpt_mini.models.decoders import distance as distance_fn
 
         self.modality = decoder.modality
         self.bank = all_items(self.modality)

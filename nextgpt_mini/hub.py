@@ -53,7 +53,7 @@ def _weights_cache(folder: str | os.PathLike | None) -> str | None:
 
 def is_present(source: Source, folder: str | os.PathLike | None = None) -> bool:
     if source.kind == "url":
-        from nextgpt_mini.encoders.imagebind import resolve_weights
+        from nextgpt_mini.models.imagebind import resolve_weights
 
         try:
             resolve_weights(source.ref, cache_dir=_weights_cache(folder), download=False)
@@ -77,7 +77,7 @@ def check(profile: ProfileConfig, folder: str | os.PathLike | None = None) -> li
 def download(profile: ProfileConfig, folder: str | os.PathLike | None = None) -> list[Source]:
     """Fetch whatever of `profile` is missing; returns what was fetched. Offline, raises one
     FileNotFoundError listing everything missing and the command to run where there is network."""
-    from nextgpt_mini.encoders.imagebind import _offline, resolve_weights
+    from nextgpt_mini.models.imagebind import _offline, resolve_weights
 
     missing = [s for s, present in check(profile, folder) if not present]
     if missing and _offline():

@@ -67,9 +67,9 @@ def system_rows(model) -> list[Row]:
 
 def full_size_table(profile: ProfileConfig | str = "paper", stage: str = "3") -> list[Row]:
     """Counts at full size without weights: encoder and LLM built empty, the rest computed."""
-    from nextgpt_mini.encoders.imagebind import build_encoder
-    from nextgpt_mini.llm import build_empty_llm, lora_parameter_count
-    from nextgpt_mini.training import STAGE_TRAINS
+    from nextgpt_mini.models.imagebind import build_encoder
+    from nextgpt_mini.models.llm import build_empty_llm, lora_parameter_count
+    from nextgpt_mini.training.trainer import STAGE_TRAINS
 
     profile = load_profile(profile) if isinstance(profile, str) else profile
     trains = STAGE_TRAINS[stage]
@@ -94,7 +94,7 @@ def full_size_table(profile: ProfileConfig | str = "paper", stage: str = "3") ->
 def decoder_counts(profile: ProfileConfig) -> dict[str, int]:
     """{"image decoder": n, ...}: each decoder pipeline's parameters (all its models), built on the
     meta device from the configs in `decoders.FULL_SIZE_DECODERS` (tiny: the local toy pipelines)."""
-    from nextgpt_mini.decoders import decoder_parameter_counts
+    from nextgpt_mini.models.decoders import decoder_parameter_counts
 
     return {f"{m} decoder": sum(decoder_parameter_counts(profile, m).values()) for m in ("image", "video", "audio")}
 
@@ -109,7 +109,7 @@ def output_projector_count(profile: ProfileConfig) -> int:
     """The three output projectors' parameters, counted on the meta device (no memory)."""
     import torch
 
-    from nextgpt_mini.projectors import OutputProjector
+    from nextgpt_mini.models.projectors import OutputProjector
 
     with torch.device("meta"):
         return sum(p.numel() for m in ("image", "video", "audio")

@@ -35,7 +35,7 @@ def ex00_2(counts) -> None:
 
 def ex00_3(pitch_hz) -> None:
     """The pitch, in Hz, of a small blue circle's sound (a held-out object), found with an FFT."""
-    from nextgpt_mini.data.toyworld import PITCH_HZ
+    from nextgpt_mini.tiny.world import PITCH_HZ
 
     def test(f):
         assert abs(float(f) - PITCH_HZ["blue"]) < 5, f"{float(f):.1f} Hz is not the blue pitch"
@@ -47,7 +47,7 @@ def ex00_3(pitch_hz) -> None:
 def ex03_1(n_pieces) -> None:
     """How many ids the tokenizer without signal tokens cuts "[VID7]" into."""
     from nextgpt_mini.config import load_profile
-    from nextgpt_mini.tokenizer import load_tiny_tokenizer
+    from nextgpt_mini.tiny.tokenizer import load_tiny_tokenizer
 
     def test(n):
         tok = load_tiny_tokenizer(load_profile("tiny").encoder.tokenizer)
@@ -60,7 +60,7 @@ def ex03_1(n_pieces) -> None:
 def ex03_2(colab_lora) -> None:
     """LoRA parameters of the colab profile (TinyLlama, grouped-query attention)."""
     from nextgpt_mini.config import load_profile
-    from nextgpt_mini.llm import build_empty_llm, lora_parameter_count
+    from nextgpt_mini.models.llm import build_empty_llm, lora_parameter_count
 
     def test(n):
         colab = load_profile("colab")
@@ -104,8 +104,8 @@ def ex02_1(n) -> None:
 
 def ex02_2(name, model, test_sets) -> None:
     """The audio attribute the trained model names right least often."""
-    from nextgpt_mini.data import toyworld as tw
-    from nextgpt_mini.stage1 import greedy_captions
+    from nextgpt_mini.tiny import world as tw
+    from nextgpt_mini.training.stage1 import greedy_captions
 
     def test(value):
         audio = test_sets["audio"]
@@ -153,7 +153,7 @@ def ex01_2(embedding, encoder, path) -> None:
     """Your own embedding of the audio file `path` (clip embeddings averaged) vs encode()'s."""
     import torch
 
-    from nextgpt_mini.encoders.encode import encode
+    from nextgpt_mini.encode import encode
 
     def test(emb):
         emb = torch.as_tensor(emb).detach().to("cpu", torch.float32).reshape(-1)
@@ -172,8 +172,8 @@ def ex01_3(pool_at, encoder) -> None:
     import torch
     import torch.nn.functional as F
 
-    from nextgpt_mini.encoders.imagebind import eot_positions
-    from nextgpt_mini.encoders.preprocess import load_text_tokenizer
+    from nextgpt_mini.models.imagebind import eot_positions
+    from nextgpt_mini.processing import load_text_tokenizer
 
     def reference(ids, positions, causal):
         pre, trunk, head = (encoder.modality_preprocessors["text"], encoder.modality_trunks["text"],
@@ -211,7 +211,7 @@ def ex04_1(n) -> None:
     """Parameters stage 2 trains in the tiny profile: output projectors + signal-token rows."""
 
     def test(value):
-        from nextgpt_mini.model import NextGPT
+        from nextgpt_mini.models.nextgpt import NextGPT
 
         groups = NextGPT.from_profile("tiny").trainable_groups()
         expected = sum(p.numel() for g in ("output_projectors", "signal_rows") for p in groups[g])
@@ -226,7 +226,7 @@ def ex04_2(fn) -> None:
     """NExT-GPT's per-token L2 distance: [N, Q, D] x 2 -> [N]."""
     import torch
 
-    from nextgpt_mini.decoders import distance
+    from nextgpt_mini.models.decoders import distance
 
     def test(f):
         g = torch.Generator().manual_seed(0)
@@ -316,7 +316,7 @@ def ex06_2(dialogue, model) -> None:
     """A converted record: one user turn, one answer that produces the image 'a red circle'."""
 
     def test(d):
-        from nextgpt_mini.stage3 import dialogue_example
+        from nextgpt_mini.training.stage3 import dialogue_example
 
         turns = d["turns"]
         assert [t["role"] for t in turns] == ["user", "assistant"], "expected a user turn then an assistant turn"
@@ -383,7 +383,7 @@ def ex08_1(share) -> None:
     """The paper system's share (%) trained in stage 1."""
 
     def test(value):
-        from nextgpt_mini.accounting import full_size_table_with_decoders
+        from nextgpt_mini.scaling.params import full_size_table_with_decoders
 
         rows = full_size_table_with_decoders("paper", stage="1")
         expected = 100 * sum(r.trainable for r in rows) / sum(r.total for r in rows)
@@ -397,7 +397,7 @@ def ex08_2(batch) -> None:
     fits 15 GB by the planner."""
 
     def test(value):
-        from nextgpt_mini.memory import plan
+        from nextgpt_mini.scaling.memory import plan
 
         expected = max(b for b in range(1, 65) if plan("colab", stage="3", checkpointing=False, batch_size=b).fits)
         assert int(value) == expected, f"{value}: plan with batch {int(value) + 1} and see whether it fits"
@@ -409,7 +409,7 @@ def ex08_3(count) -> None:
     """Vicuna-7B's LoRA parameters with r = 32 on q, k, v and o, by hand."""
 
     def test(value):
-        from nextgpt_mini.accounting import full_size_table
+        from nextgpt_mini.scaling.params import full_size_table
 
         lora = {r.module: r.total for r in full_size_table("paper")}["LoRA"]
         assert int(value) == lora, f"{value} != {lora:,}: r x (in + out) per projection, 4 per layer, 32 layers"
@@ -445,9 +445,9 @@ def ex09_2(fids, features) -> None:
     """{n: FID between two independent samples of n held-out toy images (seeds 1 and 2)} for n = 10, 40."""
 
     def test(value):
-        from nextgpt_mini.data import toyworld as tw
+        from nextgpt_mini.tiny import world as tw
         from nextgpt_mini.evaluation.metrics import frechet_distance
-        from nextgpt_mini.evaluation.toy import render
+        from nextgpt_mini.tiny.toy_decoder import render
 
         assert set(value) == {10, 40}, f"keys {sorted(value)}: expected 10 and 40"
 

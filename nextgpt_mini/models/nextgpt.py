@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from nextgpt_mini.config import ProfileConfig, load_profile
-from nextgpt_mini.llm import SignalTokens, add_signal_tokens, load_llm, new_row_parameters
-from nextgpt_mini.projectors import InputProjector, OutputProjector
+from nextgpt_mini.models.llm import SignalTokens, add_signal_tokens, load_llm, new_row_parameters
+from nextgpt_mini.models.projectors import InputProjector, OutputProjector
 from nextgpt_mini.prompts import embed_with_media
 
 MODALITIES = ("image", "video", "audio")
@@ -49,7 +49,7 @@ class NextGPT(nn.Module):
         torch.manual_seed(profile.seed if seed is None else seed)
         encoder = None
         if with_encoder:
-            from nextgpt_mini.encoders.imagebind import load_encoder
+            from nextgpt_mini.models.imagebind import load_encoder
 
             encoder = load_encoder(profile.encoder)
         model = cls(profile, llm, tokenizer, signal, encoder)
@@ -59,7 +59,7 @@ class NextGPT(nn.Module):
     @property
     def encoder(self):
         if self._encoder is None:
-            from nextgpt_mini.encoders.imagebind import load_encoder
+            from nextgpt_mini.models.imagebind import load_encoder
 
             self._encoder = load_encoder(self.profile.encoder)
         return self._encoder
@@ -163,7 +163,7 @@ class NextGPT(nn.Module):
         """
         if any("lora_" in n for n, _ in self.llm.named_parameters()):
             return False
-        from nextgpt_mini.llm import apply_lora
+        from nextgpt_mini.models.llm import apply_lora
 
         self.llm = apply_lora(self.llm, self.profile.lora)
         return True
@@ -223,7 +223,7 @@ class NextGPT(nn.Module):
 
     def alignment(self, projected, targets: list[list[torch.Tensor]]) -> dict[str, torch.Tensor]:
         """Distance between projected conditioning and each span's decoder target, per modality."""
-        from nextgpt_mini.decoders import distance
+        from nextgpt_mini.models.decoders import distance
 
         out = {}
         for m, (pred, index) in projected.items():

@@ -47,7 +47,7 @@ class ClapSettings:
 
 def caption_targets(text_model, tokenizer, captions: list[str]) -> torch.Tensor:
     """Unit CLAP text vectors, as AudioLDM's pipeline computes them."""
-    from nextgpt_mini.decoders import TINY_TEXT_LENGTH
+    from nextgpt_mini.models.decoders import TINY_TEXT_LENGTH
 
     ids = tokenizer(captions, padding="max_length", max_length=TINY_TEXT_LENGTH, truncation=True, return_tensors="pt")
     return F.normalize(text_model(input_ids=ids.input_ids, attention_mask=ids.attention_mask).text_embeds, dim=-1)
@@ -57,7 +57,7 @@ def caption_targets(text_model, tokenizer, captions: list[str]) -> torch.Tensor:
 def target_report(text_model, tokenizer, captions: list[str]) -> dict[str, float]:
     """How usable the targets are: the closest two captions, and how much of the variation an
     additive model of the attributes explains (R^2; 1 = each attribute a fixed direction)."""
-    from nextgpt_mini.evaluation.toy import all_items
+    from nextgpt_mini.tiny.toy_decoder import all_items
 
     text_model.eval()
     t = caption_targets(text_model, tokenizer, captions)
@@ -79,9 +79,9 @@ def pretrain_clap_text(settings: ClapSettings | None = None, progress: bool = Tr
     from tqdm.auto import tqdm
 
     from nextgpt_mini.config import load_profile
-    from nextgpt_mini.decoders import tiny_clap_text_model, tiny_decoder_tokenizer
-    from nextgpt_mini.encoders.imagebind import load_encoder
-    from nextgpt_mini.stage1 import toy_pairs
+    from nextgpt_mini.models.decoders import tiny_clap_text_model, tiny_decoder_tokenizer
+    from nextgpt_mini.models.imagebind import load_encoder
+    from nextgpt_mini.training.stage1 import toy_pairs
     from nextgpt_mini.utils import torch_threads
 
     settings = settings or ClapSettings()
@@ -146,6 +146,6 @@ def build_tiny_clap_text(out: Path, quick: bool = False) -> list[Path]:
     with atomic_path(path) as tmp:
         # one metadata entry: safetensors writes several in a random order, so the bytes (and the
         # manifest's hash) would change from build to build
-        meta = json.dumps({"built_by": "nextgpt_mini.clap_pretrain", **dataclasses.asdict(settings)}, sort_keys=True)
+        meta = json.dumps({"built_by": "nextgpt_mini.tiny.pretrain.clap", **dataclasses.asdict(settings)}, sort_keys=True)
         save_file({k: v.contiguous() for k, v in text.state_dict().items()}, str(tmp), metadata={"build": meta})
     return [path]
