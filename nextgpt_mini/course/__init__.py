@@ -1,7 +1,8 @@
-"""Small helpers for the notebooks: where the data is, versions, and exercise checks.
+"""Chapters 00-09: small helpers for the notebooks: where the data is, versions, and `check()`.
 
 Exercise checks never raise: an exercise left as a stub reports "not done yet", so a notebook
 still runs top to bottom; the solutions notebook runs the same checks and must print "ok".
+Each chapter's checks are in `course/exNN.py`; this module stays light (no torch), as `ui` imports it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Figures the notebooks draw: the system map, media grids, spectrograms."""
+"""Chapters 00, 01 and 05: figures the notebooks draw: the system map, media grids, spectrograms."""
 
 from __future__ import annotations
 
