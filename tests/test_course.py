@@ -1,9 +1,14 @@
 import collections
+import importlib
 import json
+import re
+import subprocess
+import sys
+
+import pytest
 
 from nextgpt_mini import load_profile
-from nextgpt_mini.course import exercises
-from nextgpt_mini.course import NOT_DONE, check, data_samples_dir, repo_root
+from nextgpt_mini.course import NOT_DONE, check, data_samples_dir, ex00, repo_root
 
 
 def test_check_reports_not_done_ok_and_wrong(capsys):
@@ -15,17 +20,50 @@ def test_check_reports_not_done_ok_and_wrong(capsys):
 
 
 def test_chapter_00_checks_accept_solutions_and_reject_wrong_answers(capsys):
-    exercises.ex00_1(load_profile("colab", ["lora.r=8", "lora.alpha=16"]))
-    exercises.ex00_1(load_profile("tiny", ["lora.r=8", "lora.alpha=16"]))
+    ex00.ex00_1(load_profile("colab", ["lora.r=8", "lora.alpha=16"]))
+    ex00.ex00_1(load_profile("tiny", ["lora.r=8", "lora.alpha=16"]))
     data = json.loads((data_samples_dir() / "mosit" / "mosit.json").read_text())
-    exercises.ex00_2(collections.Counter(d["task"] for d in data))
-    exercises.ex00_2({"T->T": 1})
-    exercises.ex00_3(698.0)
-    exercises.ex00_3(440.0)
-    exercises.ex00_3(None)
+    ex00.ex00_2(collections.Counter(d["task"] for d in data))
+    ex00.ex00_2({"T->T": 1})
+    ex00.ex00_3(698.0)
+    ex00.ex00_3(440.0)
+    ex00.ex00_3(None)
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(": ", 1)[1][:7] for line in lines] == ["ok", "not yet", "ok", "not yet", "ok", "not yet", "not don"]
 
 
 def test_repo_root_holds_data_samples():
     assert (repo_root() / "data_samples" / "images.json").is_file()
+
+
+NOTEBOOKS = sorted([*(repo_root() / "notebooks").glob("*.ipynb"), *(repo_root() / "solutions").glob("*.ipynb")])
+IMPORT = re.compile(r"^from nextgpt_mini\.course import (\w+) as exercises$", re.M)
+
+
+def test_every_chapter_has_a_notebook_and_a_solutions_notebook():
+    chapters = [f"{n:02d}" for n in range(10)]
+    for folder in ("notebooks", "solutions"):
+        assert sorted(p.name[:2] for p in NOTEBOOKS if p.parent.name == folder) == chapters, folder
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: f"{p.parent.name}/{p.name[:2]}")
+def test_notebook_imports_its_own_chapter_checks(path):
+    """`from nextgpt_mini.course import exNN as exercises` names the notebook's chapter, and every
+    `exercises.exNN_k` the notebook calls is defined there; every check there is called."""
+    code = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+    chapter = path.name[:2]
+    assert IMPORT.findall(code) == [f"ex{chapter}"], f"{path.name} should import ex{chapter} as exercises once"
+    module = importlib.import_module(f"nextgpt_mini.course.ex{chapter}")
+    called = set(re.findall(r"\bexercises\.(\w+)", code))
+    missing = sorted(name for name in called if not callable(getattr(module, name, None)))
+    assert not missing, f"{path.name} calls {missing}, not in {module.__name__}"
+    defined = {name for name in vars(module) if re.fullmatch(rf"ex{chapter}_\d+", name)}
+    assert called == defined, f"{path.name} calls {sorted(called)}; {module.__name__} has {sorted(defined)}"
+
+
+def test_course_package_stays_light():
+    """ui imports nextgpt_mini.course: it must not pull in the chapters' checks or torch."""
+    code = ("import sys, nextgpt_mini.course; "
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('nextgpt_mini.course.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

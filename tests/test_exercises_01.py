@@ -5,8 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from nextgpt_mini import load_profile
-from nextgpt_mini.course import exercises
-from nextgpt_mini.course import data_samples_dir
+from nextgpt_mini.course import data_samples_dir, ex01
 from nextgpt_mini.models.imagebind import load_encoder
 from nextgpt_mini.processing import load_audio
 
@@ -22,9 +21,9 @@ def verdicts(capsys) -> list[str]:
 
 
 def test_01_1_top1_accuracy(capsys):
-    exercises.ex01_1(lambda sim: None)  # the notebook's stub
-    exercises.ex01_1(lambda sim: (sim.argmax(0) == torch.arange(len(sim))).float().mean())  # image -> text
-    exercises.ex01_1(lambda sim: (sim.argmax(1) == torch.arange(len(sim))).float().mean())
+    ex01.ex01_1(lambda sim: None)  # the notebook's stub
+    ex01.ex01_1(lambda sim: (sim.argmax(0) == torch.arange(len(sim))).float().mean())  # image -> text
+    ex01.ex01_1(lambda sim: (sim.argmax(1) == torch.arange(len(sim))).float().mean())
     assert verdicts(capsys) == ["not don", "not yet", "ok"]
 
 
@@ -33,10 +32,10 @@ def test_01_2_clip_average(capsys, encoder):
     x = load_audio(path, encoder.cfg)
     with torch.no_grad():
         mean = encoder.encode_audio(x[:, None]).mean(0)
-    exercises.ex01_2(None, encoder, path)
-    exercises.ex01_2(mean, encoder, path)  # forgot encode()'s renormalisation
-    exercises.ex01_2(F.normalize(encoder.encode_audio(x[:1]).detach()[0], dim=0), encoder, path)  # one clip only
-    exercises.ex01_2(F.normalize(mean, dim=0), encoder, path)
+    ex01.ex01_2(None, encoder, path)
+    ex01.ex01_2(mean, encoder, path)  # forgot encode()'s renormalisation
+    ex01.ex01_2(F.normalize(encoder.encode_audio(x[:1]).detach()[0], dim=0), encoder, path)  # one clip only
+    ex01.ex01_2(F.normalize(mean, dim=0), encoder, path)
     out = verdicts(capsys)
     assert out == ["not don", "not yet", "not yet", "ok"]
 
@@ -57,7 +56,7 @@ def _pool_at(causal_mask: bool):
 
 
 def test_01_3_pool_at(capsys, encoder):
-    exercises.ex01_3(lambda encoder, ids, positions, causal=True: None, encoder)
-    exercises.ex01_3(_pool_at(causal_mask=False), encoder)
-    exercises.ex01_3(_pool_at(causal_mask=True), encoder)
+    ex01.ex01_3(lambda encoder, ids, positions, causal=True: None, encoder)
+    ex01.ex01_3(_pool_at(causal_mask=False), encoder)
+    ex01.ex01_3(_pool_at(causal_mask=True), encoder)
     assert verdicts(capsys) == ["not don", "not yet", "ok"]
