@@ -16,7 +16,7 @@ from nextgpt_mini.config import load_profile
 from nextgpt_mini.tiny import world as tw
 from nextgpt_mini import processing as pp
 from nextgpt_mini.tiny.pretrain import encoder as P
-from nextgpt_mini.models.imagebind import load_encoder
+from nextgpt_mini.models.imagebind_weights import load_encoder
 from nextgpt_mini.files import read_video_frames, save_video
 from nextgpt_mini.utils import ASSETS
 

@@ -590,8 +590,8 @@ def save_encoder(model: ImageBindEncoder, path: str | Path, metadata: dict[str, 
 
 
 def load_pretrained_encoder(cfg: EncoderConfig, device: torch.device | str | None = None) -> ImageBindEncoder:
-    """The encoder with cfg.weights loaded, in eval mode and frozen (see imagebind.load_encoder)."""
-    from nextgpt_mini.models.imagebind import load_encoder
+    """The encoder with cfg.weights loaded, in eval mode and frozen (see imagebind_weights.load_encoder)."""
+    from nextgpt_mini.models.imagebind_weights import load_encoder
 
     return load_encoder(cfg, device=device)
 
