@@ -564,7 +564,7 @@ class ImageBindEncoder(nn.Module):
 
 def build_encoder(cfg: EncoderConfig, empty: bool = False) -> ImageBindEncoder:
     """Build the encoder; with empty=True its parameters live on the meta device (no memory),
-    ready for `load_imagebind_state_dict`, which then assigns the loaded tensors in place."""
+    ready for `imagebind_weights.load_imagebind_state_dict`, which then assigns the loaded tensors in place."""
     if not empty:
         return ImageBindEncoder(cfg)
     from accelerate import init_empty_weights
