@@ -153,7 +153,7 @@ def _encoder_config(cfg: EncoderConfig | ProfileConfig | None, encoder: Any) -> 
 
 def load_encoder_for(cfg: EncoderConfig | ProfileConfig, device: str | torch.device | None = None):
     """The encoder `cfg` describes, in eval mode, on `device` (default: the best available, see
-    `utils.pick_device`): `imagebind.load_encoder` loads `cfg.weights`; weights=None builds random
+    `utils.pick_device`): `imagebind_weights.load_encoder` loads `cfg.weights`; weights=None builds random
     weights from a fixed seed (with a warning: useful for tests and timing, meaningless embeddings)."""
     cfg = _encoder_config(cfg, None)
     if cfg.weights is None:
@@ -166,9 +166,9 @@ def load_encoder_for(cfg: EncoderConfig | ProfileConfig, device: str | torch.dev
             encoder = build_encoder(cfg)
         return encoder.to(pick_device(device)).eval()
     try:
-        from nextgpt_mini.models.imagebind import load_encoder
+        from nextgpt_mini.models.imagebind_weights import load_encoder
     except ImportError as err:
-        raise RuntimeError("nextgpt_mini.models.imagebind.load_encoder is not available; build an "
+        raise RuntimeError("nextgpt_mini.models.imagebind_weights.load_encoder is not available; build an "
                            "encoder yourself and pass encoder=...") from err
     return load_encoder(cfg, device=pick_device(device)).eval()
 
@@ -182,7 +182,7 @@ def encoder_cache(
     `cfg.weights` names one, else the state dict of `encoder` (required then)."""
     cfg = _encoder_config(cfg, encoder)
     if cfg.weights is not None:
-        from nextgpt_mini.models.imagebind import resolve_weights
+        from nextgpt_mini.hub import resolve_weights
 
         return EmbeddingCache(root, encoder_identity(cfg, resolve_weights(cfg.weights)))
     if encoder is None:

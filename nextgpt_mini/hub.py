@@ -1,4 +1,10 @@
-"""`nextgpt-mini download --profile colab|paper [--dir D]`: fetch every weight a profile loads,
+"""Chapters 01 and 08: where weights come from.
+
+`resolve_weights(ref)` turns a weights reference (a packaged asset, a local path or a URL) into a
+local file, downloading a URL once into the weights cache (resumably: `download_file`) unless
+HF_HUB_OFFLINE is set (`offline`).
+
+`nextgpt-mini download --profile colab|paper [--dir D]`: fetch every weight a profile loads,
 once, before a workshop or a job, so that nothing downloads while people wait.
 
 What a profile loads from outside: the ImageBind checkpoint (a URL, cached as a file), the LLM and
@@ -15,11 +21,100 @@ Downloads resume: huggingface_hub continues partial files, and so does the Image
 
 from __future__ import annotations
 
+import logging
 import os
+import urllib.error
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from nextgpt_mini.config import ProfileConfig
+from nextgpt_mini.utils import asset_path
+
+logger = logging.getLogger(__name__)
+
+CACHE_ENV = "NEXTGPT_MINI_CACHE"
+DOWNLOAD_HINT = "nextgpt-mini download --profile paper"
+
+
+def weights_cache_dir(override: str | os.PathLike | None = None) -> Path:
+    """Where downloaded weights live: `override`, else $NEXTGPT_MINI_CACHE, else ~/.cache/nextgpt_mini."""
+    if override is not None:
+        return Path(override).expanduser()
+    env = os.environ.get(CACHE_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "nextgpt_mini"
+
+
+def offline() -> bool:
+    """HF_HUB_OFFLINE is set: nothing may be downloaded (the flag huggingface_hub reads, honoured here too)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def resolve_weights(ref: str, cache_dir: str | os.PathLike | None = None, download: bool = True) -> Path:
+    """Turn a weights reference into a local file path.
+
+    ref: "package:<file>" (shipped in nextgpt_mini/assets), a local path, or an http(s) URL.
+    A URL is cached under `weights_cache_dir()` by its file name; a `.safetensors` conversion of it
+    (see `models.imagebind_weights.convert_to_safetensors`), if present, is preferred. `cache_dir` overrides
+    `weights_cache_dir()`. A missing file is downloaded
+    unless download=False or HF_HUB_OFFLINE=1, in which case FileNotFoundError says what to run.
+    """
+    if ref.startswith("package:"):
+        path = asset_path(ref)
+        if not path.exists():
+            raise FileNotFoundError(f"packaged weights {ref!r} not found at {path}")
+        return path
+    if urllib.parse.urlparse(ref).scheme not in ("http", "https"):
+        path = Path(ref).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"weights file not found: {path}")
+        return path
+
+    folder = weights_cache_dir(cache_dir)
+    name = Path(urllib.parse.urlparse(ref).path).name
+    target = folder / name
+    for candidate in (target.with_suffix(".safetensors"), target):
+        if candidate.exists():
+            return candidate
+    missing = (
+        f"ImageBind weights are not in the cache: expected {target} (from {ref}). "
+        f"Run `{DOWNLOAD_HINT}` on a machine with network access, or copy the file there"
+    )
+    if not download or offline():
+        why = "HF_HUB_OFFLINE is set" if offline() else "download=False"
+        raise FileNotFoundError(f"{missing} ({why}).")
+    try:
+        download_file(ref, target)
+    except (urllib.error.URLError, OSError) as err:
+        raise FileNotFoundError(f"{missing}. Download failed: {err}") from err
+    return target
+
+
+def download_file(url: str, target: Path, chunk: int = 1 << 20) -> None:
+    """Stream `url` into `target.part` with a progress bar, then rename it to `target`. An earlier
+    attempt's `.part` is continued with an HTTP Range request (4.8 GB should not restart from 0)."""
+    from tqdm.auto import tqdm
+
+    part = target.with_name(target.name + ".part")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    done = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={done}-"} if done else {})
+    logger.info("downloading %s -> %s (from byte %d)", url, target, done)
+    with urllib.request.urlopen(request, timeout=60) as response:
+        if done and response.status != 206:  # the server ignored the range: start again
+            done = 0
+        length = int(response.headers.get("Content-Length") or 0)
+        total = done + length if length else None
+        with open(part, "ab" if done else "wb") as out, \
+                tqdm(total=total, initial=done, unit="B", unit_scale=True, desc=target.name) as bar:
+            while block := response.read(chunk):
+                out.write(block)
+                bar.update(len(block))
+    size = part.stat().st_size
+    if total is not None and size != total:  # a connection that ended early: keep the part, resume next time
+        raise OSError(f"download of {url} stopped at {size} of {total} bytes; run again to resume")
+    os.replace(part, target)
 
 
 @dataclass
@@ -53,8 +148,6 @@ def _weights_cache(folder: str | os.PathLike | None) -> str | None:
 
 def is_present(source: Source, folder: str | os.PathLike | None = None) -> bool:
     if source.kind == "url":
-        from nextgpt_mini.models.imagebind import resolve_weights
-
         try:
             resolve_weights(source.ref, cache_dir=_weights_cache(folder), download=False)
             return True
@@ -77,10 +170,8 @@ def check(profile: ProfileConfig, folder: str | os.PathLike | None = None) -> li
 def download(profile: ProfileConfig, folder: str | os.PathLike | None = None) -> list[Source]:
     """Fetch whatever of `profile` is missing; returns what was fetched. Offline, raises one
     FileNotFoundError listing everything missing and the command to run where there is network."""
-    from nextgpt_mini.models.imagebind import _offline, resolve_weights
-
     missing = [s for s, present in check(profile, folder) if not present]
-    if missing and _offline():
+    if missing and offline():
         where = f" --dir {folder}" if folder else ""
         names = "; ".join(f"{s.what}: {s.ref}" for s in missing)
         raise FileNotFoundError(f"HF_HUB_OFFLINE is set and {len(missing)} weights are missing ({names}): "

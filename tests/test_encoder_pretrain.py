@@ -16,7 +16,7 @@ from nextgpt_mini.config import load_profile
 from nextgpt_mini.tiny import world as tw
 from nextgpt_mini import processing as pp
 from nextgpt_mini.tiny.pretrain import encoder as P
-from nextgpt_mini.models.imagebind import load_encoder
+from nextgpt_mini.models.imagebind_weights import load_encoder
 from nextgpt_mini.files import read_video_frames, save_video
 from nextgpt_mini.utils import ASSETS
 
@@ -54,9 +54,9 @@ def test_frames_to_tensor_is_load_video_after_decoding(tmp_path, tiny, kind):
     from_file = pp.load_video(path, tiny)
     decoded, decoded_fps = read_video_frames(path)
     # The same function on the same decoded frames: identical to the last bit.
-    assert torch.equal(P.video_frames_to_tensor(decoded, decoded_fps, tiny), from_file)
+    assert torch.equal(pp.frames_to_tensor(decoded, decoded_fps, tiny), from_file)
     # And on the frames before H.264: equal up to the codec's loss (crf 18), what training sees.
-    rendered = P.video_frames_to_tensor(frames, fps, tiny)
+    rendered = pp.frames_to_tensor(frames, fps, tiny)
     assert rendered.shape == from_file.shape == (tiny.video_clips * tiny.video_spatial_crops, 3, tiny.video_frames, 48, 48)
     assert (rendered - from_file).abs().mean() < 0.06
 

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from nextgpt_mini import load_profile
 from nextgpt_mini.course import data_samples_dir, ex01
-from nextgpt_mini.models.imagebind import load_encoder
+from nextgpt_mini.models.imagebind_weights import load_encoder
 from nextgpt_mini.processing import load_audio
 
 

@@ -8,17 +8,10 @@ import pytest
 import torch
 
 from nextgpt_mini.config import HUB, EncoderConfig, load_profile
-from nextgpt_mini.models.imagebind import (
-    SKIPPED_MODALITIES,
-    ImageBindEncoder,
-    build_encoder,
-    convert_to_safetensors,
-    count_parameters,
-    eot_positions,
-    filter_state_dict,
-    load_imagebind_state_dict,
-    resolve_weights,
-)
+from nextgpt_mini.hub import download_file, resolve_weights
+from nextgpt_mini.models.imagebind import SKIPPED_MODALITIES, ImageBindEncoder, build_encoder, eot_positions
+from nextgpt_mini.models.imagebind_weights import convert_to_safetensors, filter_state_dict, load_imagebind_state_dict
+from nextgpt_mini.scaling.params import count
 
 try:  # tests/ on sys.path (no tests/__init__.py) or tests as a package
     from _meta_imagebind import load_meta_imagebind
@@ -252,7 +245,7 @@ def test_empty_huge_build_is_fast_and_allocates_nothing():
     model = build_encoder(EncoderConfig(), empty=True)
     assert time.perf_counter() - start < 10
     assert all(p.is_meta for p in model.parameters())
-    assert count_parameters(model) == HUGE_PARAMS
+    assert count(model)[0] == HUGE_PARAMS
 
 
 @pytest.mark.slow
@@ -265,7 +258,7 @@ def test_huge_parity_vision_audio():
     # Assigned, not copied: ours shares Meta's tensors, so no second 4.3 GB copy is made.
     assert load_imagebind_state_dict(ours, meta.state_dict()) == 447
     ours.eval()
-    assert count_parameters(ours) == HUGE_PARAMS
+    assert count(ours)[0] == HUGE_PARAMS
     g = torch.Generator().manual_seed(3)
     image = torch.randn(1, 3, 224, 224, generator=g)
     audio = torch.randn(1, 3, 1, 128, 204, generator=g)
@@ -282,8 +275,6 @@ def test_an_interrupted_weights_download_resumes_where_it_stopped(tmp_path):
     import functools
     import http.server
     import threading
-
-    from nextgpt_mini.models.imagebind import _download
 
     payload = bytes(range(256)) * 4000
     served = tmp_path / "srv"
@@ -309,7 +300,7 @@ def test_an_interrupted_weights_download_resumes_where_it_stopped(tmp_path):
         target = tmp_path / "cache" / "weights.pth"
         target.parent.mkdir()
         (target.parent / "weights.pth.part").write_bytes(payload[:300_000])  # an earlier attempt
-        _download(f"http://127.0.0.1:{server.server_port}/weights.pth", target)
+        download_file(f"http://127.0.0.1:{server.server_port}/weights.pth", target)
     finally:
         server.shutdown()
     assert ranges == [300_000] and target.read_bytes() == payload

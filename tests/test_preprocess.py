@@ -11,6 +11,7 @@ import html
 import importlib.util
 import io
 import math
+import sys
 import types
 import typing
 from fractions import Fraction
@@ -22,9 +23,9 @@ import pytest
 import torch
 from PIL import Image
 
+from nextgpt_mini import processing as pp
 from nextgpt_mini import utils
 from nextgpt_mini.config import load_profile
-from nextgpt_mini import processing as pp
 
 MEAN = torch.tensor(pp.CLIP_MEAN)[:, None, None]
 STD = torch.tensor(pp.CLIP_STD)[:, None, None]
@@ -395,8 +396,8 @@ def test_clip_bpe_ids_equal_imagebind_simple_tokenizer(tiny):
 
 def test_missing_clip_vocabulary_says_how_to_install_it(monkeypatch, tiny):
     monkeypatch.delenv("NEXTGPT_MINI_CLIP_BPE", raising=False)
-    monkeypatch.delitem(pp.sys.modules, "imagebind", raising=False)
-    monkeypatch.setattr(pp.importlib.util, "find_spec", lambda name, *a: None)
+    monkeypatch.delitem(sys.modules, "imagebind", raising=False)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     with pytest.raises(FileNotFoundError, match=r"pip install --no-deps imagebind-unofficial==0\.1\.1"):
         pp.clip_bpe_path()
     with pytest.raises(FileNotFoundError, match="nowhere.txt.gz"):

@@ -167,7 +167,7 @@ def read_reference(path: Path, modality: str, sample_rate: int):
     waveform at `sample_rate`. A file that cannot be read raises MediaError naming it."""
     from nextgpt_mini import processing as pp
 
-    path = pp._check_file(path)
+    path = pp.check_file(path)
     try:
         if modality == "image":
             from PIL import Image

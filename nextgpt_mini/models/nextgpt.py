@@ -49,7 +49,7 @@ class NextGPT(nn.Module):
         torch.manual_seed(profile.seed if seed is None else seed)
         encoder = None
         if with_encoder:
-            from nextgpt_mini.models.imagebind import load_encoder
+            from nextgpt_mini.models.imagebind_weights import load_encoder
 
             encoder = load_encoder(profile.encoder)
         model = cls(profile, llm, tokenizer, signal, encoder)
@@ -59,7 +59,7 @@ class NextGPT(nn.Module):
     @property
     def encoder(self):
         if self._encoder is None:
-            from nextgpt_mini.models.imagebind import load_encoder
+            from nextgpt_mini.models.imagebind_weights import load_encoder
 
             self._encoder = load_encoder(self.profile.encoder)
         return self._encoder

@@ -60,7 +60,7 @@ def run_demo(out_dir: str | Path = "outputs/demo", quick: bool = False) -> int:
     import torch
 
     from nextgpt_mini.encode import Text, encode
-    from nextgpt_mini.models.imagebind import load_encoder
+    from nextgpt_mini.models.imagebind_weights import load_encoder
 
     torch.set_num_threads(1)
     encoder = load_encoder(profile.encoder)

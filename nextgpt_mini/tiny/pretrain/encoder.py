@@ -88,7 +88,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -122,7 +121,6 @@ __all__ = [
     "pretrain_encoder",
     "render_toy_set",
     "save_encoder",
-    "video_frames_to_tensor",
     "video_tensor",
 ]
 
@@ -174,40 +172,6 @@ class PretrainSettings:
 # ============================================================================================
 # Inputs exactly as the file loaders make them
 # ============================================================================================
-def video_frames_to_tensor(frames: np.ndarray | Tensor, fps: float, cfg: EncoderConfig) -> Tensor:
-    """Decoded frames uint8 [T, H, W, 3] at `fps` -> float32 [video_clips * spatial_crops, 3,
-    video_frames, S, S]: what `preprocess.load_video` computes once it has decoded a file.
-
-    Same bookkeeping (duration = T / fps; ConstantClipsPerVideoSampler clips; clip k holds frames
-    ceil(fps * start) .. ceil(fps * end) - 1; `video_frames` of them picked uniformly), same
-    float32 steps (/ 255, bilinear ShortSideScale, CLIP mean/std, SpatialCrop), built from
-    preprocess's public pieces.
-    """
-    frames = frames.numpy() if isinstance(frames, Tensor) else np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise ValueError(f"expected uint8 frames [T, H, W, 3], got {frames.dtype} {tuple(frames.shape)}")
-    if fps <= 0:
-        raise ValueError(f"fps must be positive, got {fps}")
-    num_frames = frames.shape[0]
-    fps = float(fps)
-    duration = float(num_frames) / fps
-    size = int(cfg.image_size)
-    mean = torch.as_tensor(pp.CLIP_MEAN, dtype=torch.float32)[:, None, None, None]
-    std = torch.as_tensor(pp.CLIP_STD, dtype=torch.float32)[:, None, None, None]
-    out: list[Tensor] = []
-    for start, end in pp.clip_timepoints(duration, cfg.video_clip_duration, cfg.video_clips):
-        first = math.ceil(fps * start)
-        last = min(math.ceil(fps * end), num_frames)
-        indices = list(range(first, last))
-        picks = [indices[k] for k in pp._uniform_temporal_subsample(len(indices), cfg.video_frames)]
-        x = torch.from_numpy(np.stack([frames[i] for i in picks])).to(torch.float32).permute(3, 0, 1, 2)
-        x = x / 255.0
-        x = pp.short_side_scale(x, size)
-        x = x.sub_(mean).div_(std)
-        out.extend(pp.spatial_crops(x, size, cfg.video_spatial_crops))
-    return torch.stack(out, dim=0).contiguous()
-
-
 def image_tensor(item: tw.ToyItem, render_size: int, cfg: EncoderConfig) -> Tensor:
     """A toy image rendered at `render_size` px, through the image loader's transform -> [3, S, S]."""
     from PIL import Image
@@ -216,7 +180,7 @@ def image_tensor(item: tw.ToyItem, render_size: int, cfg: EncoderConfig) -> Tens
 
 
 def video_tensor(item: tw.ToyItem, render_size: int, seconds: float, fps: int, cfg: EncoderConfig) -> Tensor:
-    return video_frames_to_tensor(tw.render_video(item, render_size, seconds, fps), fps, cfg)
+    return pp.frames_to_tensor(tw.render_video(item, render_size, seconds, fps), fps, cfg)
 
 
 def audio_tensor(item: tw.ToyItem, seconds: float, cfg: EncoderConfig) -> Tensor:
@@ -626,8 +590,8 @@ def save_encoder(model: ImageBindEncoder, path: str | Path, metadata: dict[str, 
 
 
 def load_pretrained_encoder(cfg: EncoderConfig, device: torch.device | str | None = None) -> ImageBindEncoder:
-    """The encoder with cfg.weights loaded, in eval mode and frozen (see imagebind.load_encoder)."""
-    from nextgpt_mini.models.imagebind import load_encoder
+    """The encoder with cfg.weights loaded, in eval mode and frozen (see imagebind_weights.load_encoder)."""
+    from nextgpt_mini.models.imagebind_weights import load_encoder
 
     return load_encoder(cfg, device=device)
 
