@@ -8,10 +8,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from nextgpt_mini import processing as pp
 from nextgpt_mini.cache import EmbeddingCache, encoder_identity
 from nextgpt_mini.cli import main
 from nextgpt_mini.config import load_profile
-from nextgpt_mini import processing as pp
 from nextgpt_mini.encode import Text, encode, encode_dataset, load_encoder_for, resolve_inputs
 from nextgpt_mini.models.imagebind import build_encoder
 

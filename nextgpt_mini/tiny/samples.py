@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from nextgpt_mini.data import mosit
-from nextgpt_mini.tiny import world as tw
 from nextgpt_mini.files import save_audio, save_image, save_video
+from nextgpt_mini.tiny import world as tw
 from nextgpt_mini.utils import atomic_write_text
 
 N_IMAGES, N_AUDIO, N_VIDEOS, N_DIALOGUES = 12, 8, 6, 33
