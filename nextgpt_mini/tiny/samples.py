@@ -1,4 +1,4 @@
-"""`nextgpt-mini make-samples`: write the committed `data_samples/` folder from the toy world.
+"""Chapter 00: `nextgpt-mini make-samples` writes the committed `data_samples/` folder from the toy world.
 
 Layout (NExT-GPT's pair formats, so the same readers serve the real CC3M / WebVid / AudioCaps
 annotations):
