@@ -1,4 +1,4 @@
-"""The `nextgpt-mini` command line.
+"""Chapters 00-09: the `nextgpt-mini` command line.
 
 Each subcommand is a small function `cmd_<name>(args)` followed by `_add_<name>_parser(sub)`, which
 declares its arguments; `build_parser` adds them in the order of `PARSERS`. Errors a user can fix
