@@ -1,4 +1,4 @@
-"""An on-disk cache of per-item tensors, keyed by what went in and by the model that made them.
+"""Chapters 01 and 04: an on-disk cache of per-item tensors, keyed by what went in and by the model that made them.
 
 NExT-GPT keeps ImageBind frozen, so an item's embedding never changes while the item and the
 encoder stay the same: encode each file once, then read it back. The same holds for stage 2's
@@ -194,16 +194,16 @@ class EmbeddingCache:
     Counters: `hits`, `misses` (corrupt entries included), `corrupt`, `writes`.
     """
 
-    def __init__(self, root: str | os.PathLike, encoder_id: str) -> None:
-        if not isinstance(encoder_id, str) or not re.fullmatch(r"[A-Za-z0-9_-]{8,200}", encoder_id):
-            raise ValueError(f"encoder_id must be a hash-like string of 8+ letters/digits, got {encoder_id!r}")
+    def __init__(self, root: str | os.PathLike, identity: str) -> None:
+        if not isinstance(identity, str) or not re.fullmatch(r"[A-Za-z0-9_-]{8,200}", identity):
+            raise ValueError(f"identity must be a hash-like string of 8+ letters/digits, got {identity!r}")
         self.root = Path(root).expanduser()
-        self.encoder_id = encoder_id
-        self.dir = self.root / encoder_id[:16]
+        self.identity = identity
+        self.dir = self.root / identity[:16]
         self.hits = self.misses = self.corrupt = self.writes = 0
 
     def __repr__(self) -> str:
-        return (f"EmbeddingCache({str(self.root)!r}, {self.encoder_id[:16]}..., hits={self.hits}, "
+        return (f"EmbeddingCache({str(self.root)!r}, {self.identity[:16]}..., hits={self.hits}, "
                 f"misses={self.misses}, corrupt={self.corrupt}, writes={self.writes})")
 
     # ---------------------------------------------------------------- paths and counters
@@ -262,7 +262,7 @@ class EmbeddingCache:
         if size > len(data) - 8:
             raise ValueError(f"header of {size} bytes in a {len(data)}-byte file: truncated")
         meta = json.loads(data[8 : 8 + size].decode("utf-8")).get("__metadata__") or {}
-        if meta.get("format") != CACHE_FORMAT or meta.get("key") != key or meta.get("encoder_id") != self.encoder_id:
+        if meta.get("format") != CACHE_FORMAT or meta.get("key") != key or meta.get("encoder_id") != self.identity:
             raise ValueError("metadata does not match this key and identity")
         tensors = _load_bytes(data)  # checks every tensor's byte range: a truncated file raises
         if meta.get("kind") == "tensor":
@@ -284,7 +284,8 @@ class EmbeddingCache:
             raise TypeError(f"cache values are a Tensor or a non-empty dict of Tensors, got {type(value).__name__}")
         # clone(): a row of a batch is a view; save only its own bytes, on the CPU.
         tensors = {name: t.detach().to("cpu").contiguous().clone() for name, t in tensors.items()}
-        meta = {"format": CACHE_FORMAT, "key": key, "encoder_id": self.encoder_id, "kind": kind}
+        # the metadata keeps its first name, "encoder_id", so entries written before the rename still read
+        meta = {"format": CACHE_FORMAT, "key": key, "encoder_id": self.identity, "kind": kind}
         path = self.path_for(key)
         with atomic_path(path) as tmp:  # rename only after save_file returned: no half entries
             save_file(tensors, str(tmp), metadata=meta)

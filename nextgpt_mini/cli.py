@@ -1,8 +1,9 @@
-"""The `nextgpt-mini` command line.
+"""Chapters 00-09: the `nextgpt-mini` command line.
 
-Each subcommand is a small function `cmd_<name>(args)`; `build_parser` wires them up. Errors a
-user can fix (bad file, bad argument, missing weights) print one line naming the problem and exit
-with status 2; `--debug` shows the traceback instead.
+Each subcommand is a small function `cmd_<name>(args)` followed by `_add_<name>_parser(sub)`, which
+declares its arguments; `build_parser` adds them in the order of `PARSERS`. Errors a user can fix
+(bad file, bad argument, missing weights) print one line naming the problem and exit with status
+2; `--debug` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -15,12 +16,6 @@ from pathlib import Path
 from nextgpt_mini.config import PROFILES, load_profile
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, KeyError, RuntimeError, OSError, ImportError)
-
-
-def writable_folder(path, what: str = "--out") -> Path:
-    from nextgpt_mini.utils import writable_folder as check
-
-    return check(path, what)
 
 
 def _add_profile_args(p: argparse.ArgumentParser) -> None:
@@ -42,6 +37,12 @@ def cmd_profile(args) -> int:
     return 0
 
 
+def _add_profile_parser(sub) -> None:
+    p = sub.add_parser("profile", help="print a profile's configuration")
+    _add_profile_args(p)
+    p.set_defaults(func=cmd_profile)
+
+
 def cmd_make_samples(args) -> int:
     from nextgpt_mini.tiny.samples import make_samples
 
@@ -55,15 +56,32 @@ def cmd_make_samples(args) -> int:
     return 0
 
 
+def _add_make_samples_parser(sub) -> None:
+    p = sub.add_parser("make-samples", help="write data_samples/ from the toy world")
+    p.add_argument("--out", default="data_samples")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_make_samples)
+
+
 def cmd_build_tiny(args) -> int:
     from nextgpt_mini.tiny import assets as tiny_assets
 
     return tiny_assets.build(args.what, out=args.out, quick=args.quick)
 
 
+def _add_build_tiny_parser(sub) -> None:
+    p = sub.add_parser("build-tiny", help="rebuild a tiny-profile asset shipped in the package")
+    p.add_argument("what", choices=["tokenizer", "encoder", "llm", "clap", "system"],
+                   help="which asset (clap: the audio decoder's text encoder, after encoder; system: the trained tiny system, after the others)")
+    p.add_argument("--out", default=None, help="write here instead of into the package")
+    p.add_argument("--quick", action="store_true", help="a few steps only (to test the build code)")
+    p.set_defaults(func=cmd_build_tiny)
+
+
 def cmd_encode(args) -> int:
     """Embed files and texts with the profile's ImageBind; write them as one safetensors file."""
     from nextgpt_mini.encode import Text, encode_to_file
+    from nextgpt_mini.utils import writable_folder
 
     inputs = [Text(x[len("text:"):]) if x.startswith("text:") else x for x in args.inputs]
     writable_folder(Path(args.out).parent, "--out's folder")
@@ -75,20 +93,52 @@ def cmd_encode(args) -> int:
     return 0
 
 
+def _add_encode_parser(sub) -> None:
+    p = sub.add_parser("encode", help="embed files and texts with ImageBind into a safetensors file")
+    p.add_argument("inputs", nargs="+", metavar="FILE_OR_TEXT",
+                   help="media files (image/audio/video, by extension) or texts; prefix text: to force text")
+    _add_profile_args(p)
+    p.add_argument("--out", default="embeddings.safetensors", help="output file (default: embeddings.safetensors)")
+    p.add_argument("--cache-dir", default=None, help="embedding cache folder: reuse embeddings of unchanged inputs")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_encode)
+
+
 def cmd_train(args) -> int:
     """Train one stage, or several in the given order on one model; print each stage's numbers."""
     from nextgpt_mini.models.nextgpt import NextGPT
+    from nextgpt_mini.utils import writable_folder
 
     stages = _stage_list(args)
     writable_folder(args.out or "outputs")
     model = NextGPT.from_profile(_profile(args))
     if args.init:
         model.load_trained(args.init)
-    base_out = args.out
     for stage in stages:
-        args.out = base_out if len(stages) == 1 and base_out else f"{base_out or 'outputs'}/stage{stage}"
-        {"1": _train_stage1, "2": _train_stage2, "3": _train_stage3}[stage](model, args)
+        out = args.out if len(stages) == 1 and args.out else f"{args.out or 'outputs'}/stage{stage}"
+        stage_args = argparse.Namespace(**{**vars(args), "out": out})
+        {"1": _train_stage1, "2": _train_stage2, "3": _train_stage3}[stage](model, stage_args)
     return 0
+
+
+def _add_train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a stage (1: encoding side, 2: decoding side, 3: MosIT instruction tuning)")
+    p.add_argument("--stage", choices=["1", "2", "3"], default=None)
+    p.add_argument("--stages", default=None, help="several stages in this order on one model, e.g. 1,2,3 (the "
+                   "original authors trained 1,3,2); each writes to OUT/stage<N>")
+    _add_profile_args(p)
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the profile's)")
+    p.add_argument("--data", default=None, help="stages 1-2: folder of NExT-GPT pair files (default: the toy world)")
+    p.add_argument("--dialogues", nargs="+", default=None, metavar="JSON",
+                   help="stage 3: instruction files (our MosIT, NExT-GPT T2M/MosIT, LLaVA or Alpaca; default: the toy world)")
+    p.add_argument("--out", default=None, help="checkpoint, metrics.jsonl, loss.png (default: outputs/stage<N>)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--init", default=None, help="start from the weights of an earlier stage's checkpoint folder")
+    p.add_argument("--cache-dir", default=".cache/embeddings", help="embedding cache (encoder; decoder targets)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train)
 
 
 def _stage_list(args) -> list[str]:
@@ -165,8 +215,9 @@ def load_system(args):
 
 def cmd_generate(args) -> int:
     """Answer one prompt; write the text and every generated image / video / sound to --out."""
-    from nextgpt_mini.models.decoders import Decoders
     from nextgpt_mini.generation import save_result
+    from nextgpt_mini.models.decoders import Decoders
+    from nextgpt_mini.utils import writable_folder
 
     writable_folder(args.out)
     model = load_system(args)
@@ -184,11 +235,29 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def _add_generate_parser(sub) -> None:
+    p = sub.add_parser("generate", help="answer a prompt (optionally about media files); write text and generated media")
+    p.add_argument("prompt")
+    p.add_argument("--media", nargs="+", default=None, metavar="FILE", help="input images / videos / sounds")
+    _add_profile_args(p)
+    p.add_argument("--checkpoint", default=None, help="a save_pretrained folder, or a `train` output folder")
+    p.add_argument("--out", default="outputs/generate")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the profile's)")
+    p.add_argument("--guidance-scale", type=float, default=None, help="(default: the profile's)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_generate)
+
+
 def cmd_chat(args) -> int:
     """An interactive conversation in the terminal; generated media are written to --out."""
+    from nextgpt_mini.generation import save_result
     from nextgpt_mini.models.decoders import Decoders
     from nextgpt_mini.processing import MediaError
-    from nextgpt_mini.generation import save_result
+    from nextgpt_mini.utils import writable_folder
 
     writable_folder(args.out)
     model = load_system(args)
@@ -224,11 +293,20 @@ def cmd_chat(args) -> int:
     return 0
 
 
+def _add_chat_parser(sub) -> None:
+    p = sub.add_parser("chat", help="talk to a trained system in the terminal (media in with @path, out as files)")
+    _add_profile_args(p)
+    p.add_argument("--checkpoint", default=None, help="a save_pretrained folder, or a `train` output folder")
+    p.add_argument("--out", default="outputs/chat")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_chat)
+
+
 def cmd_caption(args) -> int:
     """Caption media files with a stage-1 checkpoint."""
     from nextgpt_mini.encode import encode
-    from nextgpt_mini.processing import modality_of
     from nextgpt_mini.models.nextgpt import NextGPT
+    from nextgpt_mini.processing import modality_of
     from nextgpt_mini.training.stage1 import greedy_captions
 
     model = NextGPT.from_profile(_profile(args))
@@ -240,10 +318,25 @@ def cmd_caption(args) -> int:
     return 0
 
 
+def _add_caption_parser(sub) -> None:
+    p = sub.add_parser("caption", help="caption media files with a trained checkpoint")
+    p.add_argument("files", nargs="+")
+    _add_profile_args(p)
+    p.add_argument("--checkpoint", default=None, help="a folder written by `nextgpt-mini train`")
+    p.set_defaults(func=cmd_caption)
+
+
 def cmd_demo(args) -> int:
     from nextgpt_mini.tiny.demo import run_demo
 
     return run_demo(out_dir=args.out, quick=args.quick)
+
+
+def _add_demo_parser(sub) -> None:
+    p = sub.add_parser("demo", help="the main job: train the tiny system, converse in every direction, write a report")
+    p.add_argument("--out", default="outputs/demo")
+    p.add_argument("--quick", action="store_true", help="a few steps per stage (checks the plumbing; numbers meaningless)")
+    p.set_defaults(func=cmd_demo)
 
 
 def cmd_params(args) -> int:
@@ -262,6 +355,13 @@ def cmd_params(args) -> int:
     return 0
 
 
+def _add_params_parser(sub) -> None:
+    p = sub.add_parser("params", help="the parameter table of a profile at full size, without weights")
+    _add_profile_args(p)
+    p.add_argument("--stage", default="3", choices=["1", "2", "3"], help="which stage's trainable parameters to count")
+    p.set_defaults(func=cmd_params)
+
+
 def cmd_memory(args) -> int:
     """Estimate GPU and CPU memory for inference or a training stage, and whether it fits."""
     from nextgpt_mini.scaling.memory import format_plan, plan
@@ -271,6 +371,17 @@ def cmd_memory(args) -> int:
     print(format_plan(plan(_profile(args), stage=args.stage, dtype=args.dtype, gpu_gb=args.gpu_gb,
                            batch_size=args.batch_size)))
     return 0
+
+
+def _add_memory_parser(sub) -> None:
+    p = sub.add_parser("memory", help="estimate GPU/CPU memory for inference or a stage; does it fit?")
+    _add_profile_args(p)
+    p.add_argument("--stage", default=None, choices=["1", "2", "3"])
+    p.add_argument("--inference", action="store_true")
+    p.add_argument("--dtype", default="fp16", choices=["fp32", "fp16", "bf16", "int8", "int4"], help="the LLM's weights")
+    p.add_argument("--gpu-gb", type=float, default=15.0, help="GPU memory in GB (default 15: a Colab T4)")
+    p.add_argument("--batch-size", type=int, default=None, help="per-device batch (default: the profile's)")
+    p.set_defaults(func=cmd_memory)
 
 
 def cmd_download(args) -> int:
@@ -286,9 +397,19 @@ def cmd_download(args) -> int:
     return 0 if all(present for _, present in rows) else 1
 
 
+def _add_download_parser(sub) -> None:
+    p = sub.add_parser("download", help="prefetch every weight a profile needs (for a room, a shared drive, a job)")
+    _add_profile_args(p)
+    p.add_argument("--dir", default=None, help="download here (D/hub: a Hugging Face cache, D/imagebind) "
+                   "instead of the default caches")
+    p.add_argument("--check", action="store_true", help="only list what is present and what is missing")
+    p.set_defaults(func=cmd_download)
+
+
 def cmd_evaluate(args) -> int:
     """Run an evaluation suite; print the table; write results.json and results.md to --out."""
     from nextgpt_mini.evaluation.suites import evaluate_suite, markdown, write_report
+    from nextgpt_mini.utils import writable_folder
 
     out = writable_folder(args.out or f"outputs/eval/{args.suite}")
     report = evaluate_suite(args.suite, args.checkpoint, baseline=args.baseline, limit=args.limit, data_dir=args.data,
@@ -299,104 +420,7 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-# --------------------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nextgpt-mini", description="NExT-GPT, built chapter by chapter.")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("profile", help="print a profile's configuration")
-    _add_profile_args(p)
-    p.set_defaults(func=cmd_profile)
-
-    p = sub.add_parser("make-samples", help="write data_samples/ from the toy world")
-    p.add_argument("--out", default="data_samples")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_make_samples)
-
-    p = sub.add_parser("build-tiny", help="rebuild a tiny-profile asset shipped in the package")
-    p.add_argument("what", choices=["tokenizer", "encoder", "llm", "clap", "system"],
-                   help="which asset (clap: the audio decoder's text encoder, after encoder; system: the trained tiny system, after the others)")
-    p.add_argument("--out", default=None, help="write here instead of into the package")
-    p.add_argument("--quick", action="store_true", help="a few steps only (to test the build code)")
-    p.set_defaults(func=cmd_build_tiny)
-
-    p = sub.add_parser("encode", help="embed files and texts with ImageBind into a safetensors file")
-    p.add_argument("inputs", nargs="+", metavar="FILE_OR_TEXT",
-                   help="media files (image/audio/video, by extension) or texts; prefix text: to force text")
-    _add_profile_args(p)
-    p.add_argument("--out", default="embeddings.safetensors", help="output file (default: embeddings.safetensors)")
-    p.add_argument("--cache-dir", default=None, help="embedding cache folder: reuse embeddings of unchanged inputs")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_encode)
-
-    p = sub.add_parser("train", help="train a stage (1: encoding side, 2: decoding side, 3: MosIT instruction tuning)")
-    p.add_argument("--stage", choices=["1", "2", "3"], default=None)
-    p.add_argument("--stages", default=None, help="several stages in this order on one model, e.g. 1,2,3 (the "
-                   "original authors trained 1,3,2); each writes to OUT/stage<N>")
-    _add_profile_args(p)
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the profile's)")
-    p.add_argument("--data", default=None, help="stages 1-2: folder of NExT-GPT pair files (default: the toy world)")
-    p.add_argument("--dialogues", nargs="+", default=None, metavar="JSON",
-                   help="stage 3: instruction files (our MosIT, NExT-GPT T2M/MosIT, LLaVA or Alpaca; default: the toy world)")
-    p.add_argument("--out", default=None, help="checkpoint, metrics.jsonl, loss.png (default: outputs/stage<N>)")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    p.add_argument("--init", default=None, help="start from the weights of an earlier stage's checkpoint folder")
-    p.add_argument("--cache-dir", default=".cache/embeddings", help="embedding cache (encoder; decoder targets)")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_train)
-
-    p = sub.add_parser("generate", help="answer a prompt (optionally about media files); write text and generated media")
-    p.add_argument("prompt")
-    p.add_argument("--media", nargs="+", default=None, metavar="FILE", help="input images / videos / sounds")
-    _add_profile_args(p)
-    p.add_argument("--checkpoint", default=None, help="a save_pretrained folder, or a `train` output folder")
-    p.add_argument("--out", default="outputs/generate")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: the profile's)")
-    p.add_argument("--guidance-scale", type=float, default=None, help="(default: the profile's)")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_generate)
-
-    p = sub.add_parser("chat", help="talk to a trained system in the terminal (media in with @path, out as files)")
-    _add_profile_args(p)
-    p.add_argument("--checkpoint", default=None, help="a save_pretrained folder, or a `train` output folder")
-    p.add_argument("--out", default="outputs/chat")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_chat)
-
-    p = sub.add_parser("caption", help="caption media files with a trained checkpoint")
-    p.add_argument("files", nargs="+")
-    _add_profile_args(p)
-    p.add_argument("--checkpoint", default=None, help="a folder written by `nextgpt-mini train`")
-    p.set_defaults(func=cmd_caption)
-
-    p = sub.add_parser("params", help="the parameter table of a profile at full size, without weights")
-    _add_profile_args(p)
-    p.add_argument("--stage", default="3", choices=["1", "2", "3"], help="which stage's trainable parameters to count")
-    p.set_defaults(func=cmd_params)
-
-    p = sub.add_parser("memory", help="estimate GPU/CPU memory for inference or a stage; does it fit?")
-    _add_profile_args(p)
-    p.add_argument("--stage", default=None, choices=["1", "2", "3"])
-    p.add_argument("--inference", action="store_true")
-    p.add_argument("--dtype", default="fp16", choices=["fp32", "fp16", "bf16", "int8", "int4"], help="the LLM's weights")
-    p.add_argument("--gpu-gb", type=float, default=15.0, help="GPU memory in GB (default 15: a Colab T4)")
-    p.add_argument("--batch-size", type=int, default=None, help="per-device batch (default: the profile's)")
-    p.set_defaults(func=cmd_memory)
-
-    p = sub.add_parser("download", help="prefetch every weight a profile needs (for a room, a shared drive, a job)")
-    _add_profile_args(p)
-    p.add_argument("--dir", default=None, help="download here (D/hub: a Hugging Face cache, D/imagebind) "
-                   "instead of the default caches")
-    p.add_argument("--check", action="store_true", help="only list what is present and what is missing")
-    p.set_defaults(func=cmd_download)
-
+def _add_evaluate_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="run an evaluation suite (toy, or a paper benchmark on a local copy of its data)")
     p.add_argument("--suite", required=True, choices=["toy", "coco-t2i", "audiocaps-t2a", "msrvtt-t2v", "coco-caption"])
     p.add_argument("--checkpoint", default="package:tiny_system",
@@ -409,10 +433,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("demo", help="the main job: train the tiny system, converse in every direction, write a report")
-    p.add_argument("--out", default="outputs/demo")
-    p.add_argument("--quick", action="store_true", help="a few steps per stage (checks the plumbing; numbers meaningless)")
-    p.set_defaults(func=cmd_demo)
+
+# --------------------------------------------------------------------------------------------
+# The sub-parser of each command, in the order `nextgpt-mini --help` lists them
+PARSERS = (
+    _add_profile_parser, _add_make_samples_parser, _add_build_tiny_parser, _add_encode_parser, _add_train_parser,
+    _add_generate_parser, _add_chat_parser, _add_caption_parser, _add_params_parser, _add_memory_parser,
+    _add_download_parser, _add_evaluate_parser, _add_demo_parser,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nextgpt-mini", description="NExT-GPT, built chapter by chapter.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_parser in PARSERS:
+        add_parser(sub)
     return parser
 
 

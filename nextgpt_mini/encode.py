@@ -1,4 +1,4 @@
-"""One call from files and strings to ImageBind embeddings: `encode(["cat.png", "a dog"], ...)`.
+"""Chapter 01: one call from files and strings to ImageBind embeddings: `encode(["cat.png", "a dog"], ...)`.
 
 NExT-GPT reads every input item through frozen ImageBind and gives its projector one pooled,
 L2-normalised vector per item. `encode` does that for any mix of inputs:
@@ -33,9 +33,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
 
 from nextgpt_mini.cache import EmbeddingCache, encoder_identity, file_key, text_key
 from nextgpt_mini.config import EncoderConfig, ProfileConfig
+from nextgpt_mini.data.pairs import read_pairs
+from nextgpt_mini.hub import resolve_weights
+from nextgpt_mini.models.imagebind import build_encoder
+from nextgpt_mini.models.imagebind_weights import load_encoder
 from nextgpt_mini.processing import (
     AUDIO_EXTENSIONS,
     IMAGE_EXTENSIONS,
@@ -46,11 +51,11 @@ from nextgpt_mini.processing import (
     load_text_tokenizer,
     modality_of,
 )
-from nextgpt_mini.utils import pick_device
+from nextgpt_mini.utils import atomic_path, pick_device
 
 __all__ = [
     "EncodedPairs",
-    "Item",
+    "ResolvedInput",
     "Text",
     "encode",
     "encode_dataset",
@@ -65,8 +70,6 @@ MODALITIES = ("image", "video", "audio", "text")
 # Seed of the random weights used when `encoder.weights` is None: fixed, so that two processes
 # build the same encoder (and the cache, keyed by the state dict's hash, hits across runs).
 RANDOM_WEIGHTS_SEED = 0
-# The NExT-GPT pair files: which key names the media file, and the modality it holds.
-PAIR_KEYS = {"image_name": "image", "video_name": "video", "audio_name": "audio"}
 
 InputLike = str | os.PathLike
 
@@ -81,7 +84,7 @@ class Text(str):
 
 
 @dataclass(frozen=True)
-class Item:
+class ResolvedInput:
     """One resolved input: `source` is the path (files) or the text itself."""
 
     modality: str  # "image" | "video" | "audio" | "text"
@@ -111,15 +114,15 @@ def _has_media_extension(text: str) -> bool:
     return Path(text).suffix.lower().lstrip(".") in MEDIA_EXTENSIONS
 
 
-def resolve_input(x: InputLike) -> Item:
+def resolve_input(x: InputLike) -> ResolvedInput:
     """Decide what one input is; raise MediaError for a missing file or unsupported extension."""
     if isinstance(x, Text):
-        return Item("text", str(x))
+        return ResolvedInput("text", str(x))
     if isinstance(x, os.PathLike):
         path = Path(x)
     elif isinstance(x, str):
         if not (_is_existing_file(x) or _has_media_extension(x)):
-            return Item("text", x)
+            return ResolvedInput("text", x)
         path = Path(x)
     else:
         raise TypeError(f"encode inputs are file paths or strings, got {type(x).__name__}: {x!r}")
@@ -128,10 +131,10 @@ def resolve_input(x: InputLike) -> Item:
         raise MediaNotFoundError(f"{path}: no such file")
     if not path.is_file():
         raise MediaError(f"{path}: not a regular file")
-    return Item(modality_of(path), str(path), path)  # modality_of names unsupported extensions
+    return ResolvedInput(modality_of(path), str(path), path)  # modality_of names unsupported extensions
 
 
-def resolve_inputs(inputs: InputLike | Iterable[InputLike]) -> list[Item]:
+def resolve_inputs(inputs: InputLike | Iterable[InputLike]) -> list[ResolvedInput]:
     """`resolve_input` over a list (a single string or path counts as a list of one)."""
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
@@ -157,19 +160,12 @@ def load_encoder_for(cfg: EncoderConfig | ProfileConfig, device: str | torch.dev
     weights from a fixed seed (with a warning: useful for tests and timing, meaningless embeddings)."""
     cfg = _encoder_config(cfg, None)
     if cfg.weights is None:
-        from nextgpt_mini.models.imagebind import build_encoder
-
         warnings.warn("encoder.weights is None: using random encoder weights (seed "
                       f"{RANDOM_WEIGHTS_SEED}); the embeddings mean nothing", stacklevel=2)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(RANDOM_WEIGHTS_SEED)
             encoder = build_encoder(cfg)
         return encoder.to(pick_device(device)).eval()
-    try:
-        from nextgpt_mini.models.imagebind_weights import load_encoder
-    except ImportError as err:
-        raise RuntimeError("nextgpt_mini.models.imagebind_weights.load_encoder is not available; build an "
-                           "encoder yourself and pass encoder=...") from err
     return load_encoder(cfg, device=pick_device(device)).eval()
 
 
@@ -182,8 +178,6 @@ def encoder_cache(
     `cfg.weights` names one, else the state dict of `encoder` (required then)."""
     cfg = _encoder_config(cfg, encoder)
     if cfg.weights is not None:
-        from nextgpt_mini.hub import resolve_weights
-
         return EmbeddingCache(root, encoder_identity(cfg, resolve_weights(cfg.weights)))
     if encoder is None:
         raise ValueError("random-weight encoders (weights=None) are identified by their state dict: pass encoder=")
@@ -204,7 +198,7 @@ def _eval_mode(model: torch.nn.Module):
 # --------------------------------------------------------------------------------------------
 # encode
 # --------------------------------------------------------------------------------------------
-def _load_batch(items: Sequence[Item], modality: str, cfg: EncoderConfig, tokenizer) -> torch.Tensor:
+def _load_batch(items: Sequence[ResolvedInput], modality: str, cfg: EncoderConfig, tokenizer) -> torch.Tensor:
     if modality == "text":
         return tokenizer([it.source for it in items])
     tensors = []
@@ -268,72 +262,102 @@ def encode(
     out = torch.empty(len(items), dim, dtype=torch.float32)
     if not items:
         return out
-
-    # One unit of work per distinct item: by content hash with a cache, else by path / text.
-    units: dict[str, list[int]] = {}
-    first: dict[str, Item] = {}
-    stats: dict[str, tuple[int, int, int]] = {}
-    for i, it in enumerate(items):
-        if cache is not None:
-            if it.is_file:
-                stats.setdefault(it.source, _stat(it.path))
-                unit = file_key(it.path, it.modality)
-            else:
-                unit = text_key(it.source)
-        else:
-            unit = f"{it.modality}:{Path(it.source).resolve() if it.is_file else it.source}"
-        units.setdefault(unit, []).append(i)
-        first.setdefault(unit, it)
-
-    todo = list(units)
-    if cache is not None:
-        found = cache.get_many(todo)
-        for unit, value in found.items():
-            if isinstance(value, torch.Tensor) and value.shape == (dim,):
-                out[units[unit]] = value.to(torch.float32)
-            else:  # cannot happen for entries this module wrote under the same identity
-                warnings.warn(f"embedding cache: entry {unit[:12]}... holds {type(value).__name__} "
-                              f"{getattr(value, 'shape', '')}, expected [{dim}]; recomputing", stacklevel=2)
-                found.pop(unit)
-        todo = [u for u in todo if u not in found]
-
+    plan = _plan_units(items, by_content=cache is not None)
+    todo = list(plan.rows) if cache is None else _read_cache(cache, plan, out)
     if todo:
         if encoder is None:
             encoder = load_encoder_for(enc_cfg, device=device)
-        tokenizer = load_text_tokenizer(enc_cfg) if any(first[u].modality == "text" for u in todo) else None
-        batches: list[tuple[str, list[str]]] = []
-        for modality in MODALITIES:
-            group = [u for u in todo if first[u].modality == modality]
-            batches += [(modality, group[s : s + batch_size]) for s in range(0, len(group), batch_size)]
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(batches), desc="encode", unit="batch", disable=not progress or len(batches) < 2)
-        # no_grad rather than inference_mode: inference tensors cannot be saved for backward, and
-        # these embeddings are the inputs of the projector that stage 1 trains.
-        with bar, torch.no_grad(), _eval_mode(encoder):
-            for modality, group in batches:
-                bar.set_postfix_str(modality)
-                x = _load_batch([first[u] for u in group], modality, enc_cfg, tokenizer)
-                emb = _run(encoder, modality, x).to("cpu", torch.float32)
-                if emb.shape != (len(group), dim):
-                    raise RuntimeError(f"the encoder returned {tuple(emb.shape)} for {len(group)} "
-                                       f"{modality} items, expected [{len(group)}, {dim}]")
-                bad = [first[u].source for row, u in enumerate(group) if not torch.isfinite(emb[row]).all()]
-                if bad:  # nothing of this batch reaches the cache or the output
-                    raise MediaError(f"{bad[0]}: its embedding came out NaN or infinite (NaN values in the input, "
-                                     "or encoder weights that hold them)")
-                for row, unit in enumerate(group):
-                    out[units[unit]] = emb[row]
-                if cache is not None:
-                    cache.put_many((u, emb[row]) for row, u in enumerate(group) if _unchanged(first[u], stats))
-                bar.update(1)
-
+        _encode_units(todo, plan, out, encoder, enc_cfg, cache, batch_size, progress)
     if renormalize:
         out = F.normalize(out, dim=-1)
     return out
 
 
-def _unchanged(item: Item, stats: dict[str, tuple[int, int, int]]) -> bool:
+@dataclass
+class _Plan:
+    """One unit of work per distinct input: by content hash with a cache, else by path / text."""
+
+    rows: dict[str, list[int]]  # unit -> the output rows it fills
+    first: dict[str, ResolvedInput]  # unit -> the input it is computed from
+    stats: dict[str, tuple[int, int, int]]  # file -> (size, mtime, inode) when it was hashed
+
+
+def _plan_units(items: Sequence[ResolvedInput], by_content: bool) -> _Plan:
+    plan = _Plan({}, {}, {})
+    for i, it in enumerate(items):
+        if by_content:
+            if it.is_file:
+                plan.stats.setdefault(it.source, _stat(it.path))
+                unit = file_key(it.path, it.modality)
+            else:
+                unit = text_key(it.source)
+        else:
+            unit = f"{it.modality}:{Path(it.source).resolve() if it.is_file else it.source}"
+        plan.rows.setdefault(unit, []).append(i)
+        plan.first.setdefault(unit, it)
+    return plan
+
+
+def _read_cache(cache: EmbeddingCache, plan: _Plan, out: torch.Tensor) -> list[str]:
+    """Fill `out`'s rows of the units the cache holds; return the units still to encode."""
+    dim = out.shape[1]
+    found = cache.get_many(plan.rows)
+    for unit, value in found.items():
+        if isinstance(value, torch.Tensor) and value.shape == (dim,):
+            out[plan.rows[unit]] = value.to(torch.float32)
+        else:  # cannot happen for entries this module wrote under the same identity
+            warnings.warn(f"embedding cache: entry {unit[:12]}... holds {type(value).__name__} "
+                          f"{getattr(value, 'shape', '')}, expected [{dim}]; recomputing", stacklevel=3)
+            found.pop(unit)
+    return [u for u in plan.rows if u not in found]
+
+
+def _batches(todo: Sequence[str], plan: _Plan, batch_size: int) -> list[tuple[str, list[str]]]:
+    """(modality, units) batches of at most `batch_size`, one modality at a time."""
+    batches: list[tuple[str, list[str]]] = []
+    for modality in MODALITIES:
+        group = [u for u in todo if plan.first[u].modality == modality]
+        batches += [(modality, group[s : s + batch_size]) for s in range(0, len(group), batch_size)]
+    return batches
+
+
+def _encode_units(todo: Sequence[str], plan: _Plan, out: torch.Tensor, encoder, cfg: EncoderConfig,
+                  cache: EmbeddingCache | None, batch_size: int, progress: bool) -> None:
+    """Encode `todo` in batches into `out`'s rows, writing each finished batch to the cache."""
+    from tqdm.auto import tqdm
+
+    tokenizer = load_text_tokenizer(cfg) if any(plan.first[u].modality == "text" for u in todo) else None
+    batches = _batches(todo, plan, batch_size)
+    bar = tqdm(total=len(batches), desc="encode", unit="batch", disable=not progress or len(batches) < 2)
+    # no_grad rather than inference_mode: inference tensors cannot be saved for backward, and
+    # these embeddings are the inputs of the projector that stage 1 trains.
+    with bar, torch.no_grad(), _eval_mode(encoder):
+        for modality, group in batches:
+            bar.set_postfix_str(modality)
+            emb = _encode_batch(encoder, modality, [plan.first[u] for u in group], cfg, tokenizer, out.shape[1])
+            for row, unit in enumerate(group):
+                out[plan.rows[unit]] = emb[row]
+            if cache is not None:
+                cache.put_many((u, emb[row]) for row, u in enumerate(group) if _unchanged(plan.first[u], plan.stats))
+            bar.update(1)
+
+
+def _encode_batch(encoder, modality: str, items: Sequence[ResolvedInput], cfg: EncoderConfig, tokenizer,
+                  dim: int) -> torch.Tensor:
+    """[len(items), dim] float32 on the CPU; MediaError if a row is not finite."""
+    x = _load_batch(items, modality, cfg, tokenizer)
+    emb = _run(encoder, modality, x).to("cpu", torch.float32)
+    if emb.shape != (len(items), dim):
+        raise RuntimeError(f"the encoder returned {tuple(emb.shape)} for {len(items)} "
+                           f"{modality} items, expected [{len(items)}, {dim}]")
+    bad = [it.source for row, it in enumerate(items) if not torch.isfinite(emb[row]).all()]
+    if bad:  # nothing of this batch reaches the cache or the output
+        raise MediaError(f"{bad[0]}: its embedding came out NaN or infinite (NaN values in the input, "
+                         "or encoder weights that hold them)")
+    return emb
+
+
+def _unchanged(item: ResolvedInput, stats: dict[str, tuple[int, int, int]]) -> bool:
     """A file rewritten between hashing and loading must not be cached under the old hash."""
     if not item.is_file:
         return True
@@ -347,7 +371,7 @@ def _unchanged(item: Item, stats: dict[str, tuple[int, int, int]]) -> bool:
 
 
 # --------------------------------------------------------------------------------------------
-# NExT-GPT pair files
+# NExT-GPT pair files (read by data/pairs.py)
 # --------------------------------------------------------------------------------------------
 @dataclass
 class EncodedPairs:
@@ -363,33 +387,6 @@ class EncodedPairs:
         return len(self.files)
 
 
-def read_pairs(pairs_json: str | os.PathLike, media_dir: str | os.PathLike | None = None
-               ) -> tuple[str, list[Path], list[str]]:
-    """(modality, files, captions) of a NExT-GPT pair file: a JSON list of {"caption", "image_name"}
-    (CC3M), {"caption", "video_name"} (WebVid) or {"audio_name", "caption"} (AudioCaps). Files
-    are looked up in `media_dir`, by default the folder named like the JSON file next to it
-    (images.json -> images/)."""
-    pairs_json = Path(pairs_json)
-    try:
-        records = json.loads(pairs_json.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{pairs_json}: not valid JSON ({err})") from err
-    if not isinstance(records, list) or not records:
-        raise ValueError(f"{pairs_json}: expected a non-empty JSON list of caption pairs")
-    media_dir = Path(media_dir) if media_dir is not None else pairs_json.with_suffix("")
-    first = records[0] if isinstance(records[0], dict) else {}
-    name_key = next((k for k in PAIR_KEYS if k in first), None)
-    if name_key is None:
-        raise ValueError(f"{pairs_json}: record 0 has none of {sorted(PAIR_KEYS)}")
-    files, captions = [], []
-    for i, rec in enumerate(records):
-        if not isinstance(rec, dict) or name_key not in rec or not isinstance(rec.get("caption"), str):
-            raise ValueError(f"{pairs_json}: record {i} needs {name_key!r} and a 'caption' string, got {rec!r}")
-        files.append(media_dir / rec[name_key])
-        captions.append(rec["caption"])
-    return PAIR_KEYS[name_key], files, captions
-
-
 def encode_dataset(
     pairs_json: str | os.PathLike,
     media_dir: str | os.PathLike | None = None,
@@ -403,7 +400,7 @@ def encode_dataset(
     device: str | torch.device | None = None,
     renormalize: bool = True,
 ) -> EncodedPairs:
-    """Encode every media file of a NExT-GPT pair file (see `read_pairs`); with captions=True
+    """Encode every media file of a NExT-GPT pair file (see `data.pairs.read_pairs`); with captions=True
     also the captions through the text tower (one `encode` call, so one encoder load)."""
     modality, files, texts = read_pairs(pairs_json, media_dir)
     inputs: list[InputLike] = list(files) + ([Text(t) for t in texts] if captions else [])
@@ -440,10 +437,6 @@ def encode_to_file(
     Everything is checked before the encoder runs, and the file is written atomically: a failing
     run never leaves a partial file and never touches an existing one. Returns a summary dict.
     """
-    from safetensors.torch import save_file
-
-    from nextgpt_mini.utils import atomic_path
-
     start = time.perf_counter()
     out = Path(out)
     _check_out(out)
@@ -465,7 +458,7 @@ def encode_to_file(
         "encoder": json.dumps(dataclasses.asdict(cfg), sort_keys=True),
     }
     if cache is not None:
-        metadata["encoder_id"] = cache.encoder_id
+        metadata["encoder_id"] = cache.identity
     with atomic_path(out) as tmp:
         save_file({"embeddings": emb.contiguous()}, str(tmp), metadata=metadata)
     summary = {"n": emb.shape[0], "dim": emb.shape[1], "seconds": time.perf_counter() - start, "out": out,

@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from nextgpt_mini.cli import main
 
 
@@ -59,3 +61,33 @@ def test_chat_loop_answers_keeps_history_and_reports_bad_files(monkeypatch, caps
     out = capsys.readouterr().out
     assert out.count("model> ") == 2 and "error: " in out and "/no/such/file.png" in out
     assert (tmp_path / "turn0.txt").is_file() and (tmp_path / "turn1.txt").is_file()
+
+
+COMMANDS = ("profile", "make-samples", "build-tiny", "encode", "train", "generate", "chat", "caption", "params",
+            "memory", "download", "evaluate", "demo")
+
+
+def test_every_command_has_its_help(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    listed = capsys.readouterr().out
+    for command in COMMANDS:
+        assert f"    {command}" in listed
+        with pytest.raises(SystemExit) as done:
+            main([command, "--help"])
+        assert done.value.code == 0 and f"usage: nextgpt-mini {command} " in capsys.readouterr().out
+
+
+def test_train_gives_each_stage_its_own_folder_and_leaves_args_alone(monkeypatch, tmp_path):
+    from nextgpt_mini import cli
+    from nextgpt_mini.models.nextgpt import NextGPT
+
+    monkeypatch.setattr(NextGPT, "from_profile", staticmethod(lambda profile: "model"))
+    seen = []
+    for stage in "123":
+        monkeypatch.setattr(cli, f"_train_stage{stage}", lambda model, args, s=stage: seen.append((s, args.out)))
+    args = cli.build_parser().parse_args(["train", "--stages", "1,3,2", "--out", str(tmp_path)])
+    assert cli.cmd_train(args) == 0
+    assert seen == [("1", f"{tmp_path}/stage1"), ("3", f"{tmp_path}/stage3"), ("2", f"{tmp_path}/stage2")]
+    assert args.out == str(tmp_path)

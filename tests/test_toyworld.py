@@ -6,9 +6,9 @@ import soundfile as sf
 from PIL import Image
 
 from nextgpt_mini.data import mosit
+from nextgpt_mini.files import read_video_frames
 from nextgpt_mini.tiny import world as tw
 from nextgpt_mini.tiny.samples import make_samples
-from nextgpt_mini.files import read_video_frames
 
 
 def test_items_are_a_pure_function_of_the_seed():

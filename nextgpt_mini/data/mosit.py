@@ -127,7 +127,7 @@ def _dialogue(task: str, rng: np.random.Generator, split: str, seed: int) -> lis
 
 def toy_dialogues(n: int, seed: int = 0, split: str = "train", tasks: tuple[str, ...] = TASKS) -> list[dict]:
     """`n` dialogues cycling through `tasks`, each built from freshly sampled toy items."""
-    rng = np.random.default_rng(tw._split_seed(seed, f"{split}:mosit"))
+    rng = np.random.default_rng(tw.split_seed(seed, f"{split}:mosit"))
     out = []
     for i in range(n):
         task = tasks[i % len(tasks)]

@@ -133,7 +133,7 @@ def _samples(suite: str, task: str, protocol: dict, data_dir: str | os.PathLike 
 
 
 def _real_samples(suite: str, task: str, protocol: dict, data_dir, n: int) -> list[dict]:
-    from nextgpt_mini.encode import read_pairs
+    from nextgpt_mini.data.pairs import read_pairs
 
     if data_dir is None:
         raise FileNotFoundError(f"suite {suite!r} reads a local copy of its data: pass --data DIR with "

@@ -1,5 +1,5 @@
-"""`nextgpt-mini demo` (what `make demo` runs): everything the package can do, end to end, on the
-tiny CPU profile, and an honest account of what it did.
+"""Chapters 00-07, end to end: `nextgpt-mini demo` (what `make demo` runs) does everything the
+package can do on the tiny CPU profile, and gives an honest account of what it did.
 
 It renders toy-world media, checks the shipped encoder, trains the three stages (progress bars),
 holds a scripted conversation covering T->I, I->T, T->A, A->T, T->V and V->T, saves the trained
@@ -9,10 +9,23 @@ system with `save_pretrained`, and writes every output plus `report.html` to the
 
 from __future__ import annotations
 
+import html
 import time
 from pathlib import Path
 
 from nextgpt_mini.config import load_profile
+from nextgpt_mini.encode import Text, encode
+from nextgpt_mini.files import save_audio, save_image, save_video
+from nextgpt_mini.generation import save_result
+from nextgpt_mini.models.decoders import Decoders
+from nextgpt_mini.models.imagebind_weights import load_encoder
+from nextgpt_mini.models.nextgpt import NextGPT
+from nextgpt_mini.tiny import world as tw
+from nextgpt_mini.tiny.tokenizer import load_tiny_tokenizer
+from nextgpt_mini.tiny.data import reading_report, run_stage1, run_stage2, run_stage3
+from nextgpt_mini.tiny.dialogues import toy_dialogues
+from nextgpt_mini.training.report import summary_lines
+from nextgpt_mini.utils import atomic_write_text, torch_threads
 
 CONVERSATION = (  # (direction, prompt, input file written in step 1 or None)
     ("T->I", "Show me a big red circle on the left.", None),
@@ -25,17 +38,43 @@ CONVERSATION = (  # (direction, prompt, input file written in step 1 or None)
 
 
 def run_demo(out_dir: str | Path = "outputs/demo", quick: bool = False) -> int:
-    from nextgpt_mini.data import mosit
-    from nextgpt_mini.tiny import world as tw
-    from nextgpt_mini.files import save_audio, save_image, save_video
-    from nextgpt_mini.tiny.tokenizer import load_tiny_tokenizer
-
     start = time.perf_counter()
     out = Path(out_dir)
     profile = load_profile("tiny")
     print(f"profile: {profile.name} (encoder {profile.encoder.out_embed_dim}-d, LLM hidden {profile.llm.hidden_size})")
 
     print("1. the toy world: an image, a video and the video's soundtrack, rendered and saved")
+    image, video, sound = render_media(out)
+    print("2. a modality-switching dialogue from the toy world (MosIT format)")
+    dialogue = show_dialogue()
+    print("3. the tiny tokenizer (shipped in the package) on the dialogue's first turn")
+    show_tokens(dialogue["turns"][0]["text"])
+    # One thread from here on, as `build-tiny system` trains: the sums then run in the same order,
+    # so the demo's checkpoint is the shipped system, bit for bit.
+    with torch_threads(1):
+        print("4. the tiny ImageBind (pretrained on the toy world, shipped) matches across modalities")
+        check_encoder(profile, out, image, video)
+        print("5. the tiny decoders (the Stable Diffusion, Zeroscope and AudioLDM pipeline classes at toy size, random")
+        print("   weights) generate from each caption's conditioning, as they will from the output projectors")
+        decoders = show_decoders(profile, out, image, video, sound)
+        print("6. the three training stages on toy-world data" + (" (quick: a few steps each)" if quick else ""))
+        model, numbers = train_stages(profile, out, quick, decoders)
+        print("7. a scripted conversation, every direction")
+        turns = converse(model, decoders, out)
+        print("8. the trained system, saved (only what was trained)")
+        saved = save_system(model, out, turns, numbers)
+
+    print("summary (measured in this run):")
+    for line in summary_lines(numbers):
+        print(f"   {line}")
+    print(f"talk to it: `nextgpt-mini chat --checkpoint {saved}` in a terminal, or in a notebook "
+          f"`ChatUI(NextGPT.from_pretrained({str(saved)!r}))` (nextgpt_mini.ui)")
+    print(f"done in {time.perf_counter() - start:.1f} s; files in {out}")
+    return 0
+
+
+def render_media(out: Path) -> tuple[tw.ToyItem, tw.ToyItem, tw.ToyItem]:
+    """Step 1: a test-split image and video, and the video's soundtrack, saved into `out`."""
     image = tw.sample_items("image", 1, seed=7, split="test")[0]
     video = tw.sample_items("video", 1, seed=7, split="test")[0]
     sound = tw.soundtrack_of(video)
@@ -44,25 +83,28 @@ def run_demo(out_dir: str | Path = "outputs/demo", quick: bool = False) -> int:
     save_audio(tw.render_audio(sound, 2.0, 16000), out / "audio.wav", 16000)
     for name, item in (("image.png", image), ("video.mp4", video), ("audio.wav", sound)):
         print(f"   {out / name}  caption: {item.caption!r}")
+    return image, video, sound
 
-    print("2. a modality-switching dialogue from the toy world (MosIT format)")
-    dialogue = mosit.toy_dialogues(1, seed=3, tasks=("T->I,A",))[0]
+
+def show_dialogue() -> dict:
+    """Step 2: one T->I,A dialogue of the toy world, printed turn by turn."""
+    dialogue = toy_dialogues(1, seed=3, tasks=("T->I,A",))[0]
     for turn in dialogue["turns"]:
         wants = f"  [asks for {turn['output']['modality']}: {turn['output']['caption']!r}]" if "output" in turn else ""
         print(f"   {turn['role']:9s}: {turn['text']}{wants}")
+    return dialogue
 
-    print("3. the tiny tokenizer (shipped in the package) on the dialogue's first turn")
+
+def show_tokens(text: str) -> None:
+    """Step 3: the shipped tiny tokenizer's tokens of `text`."""
     tok = load_tiny_tokenizer()
-    ids = tok(dialogue["turns"][0]["text"])["input_ids"]
+    ids = tok(text)["input_ids"]
     print(f"   {len(ids)} tokens: {tok.convert_ids_to_tokens(ids)}")
 
-    print("4. the tiny ImageBind (pretrained on the toy world, shipped) matches across modalities")
-    import torch
 
-    from nextgpt_mini.encode import Text, encode
-    from nextgpt_mini.models.imagebind_weights import load_encoder
-
-    torch.set_num_threads(1)
+def check_encoder(profile, out: Path, image: tw.ToyItem, video: tw.ToyItem) -> None:
+    """Step 4: the shipped encoder matches step 1's image and video to their captions, and the
+    sound to the video that made it."""
     encoder = load_encoder(profile.encoder)
     captions = [image.caption, video.caption]
     emb = encode([str(out / "image.png"), str(out / "video.mp4"), str(out / "audio.wav")] + [Text(c) for c in captions],
@@ -74,48 +116,21 @@ def run_demo(out_dir: str | Path = "outputs/demo", quick: bool = False) -> int:
     sims = emb[2] @ emb[:2].T
     print(f"   audio.wav -> made by the object in {('image.png', 'video.mp4')[int(sims.argmax())]} (right: {int(sims.argmax()) == 1})")
 
-    print("5. the tiny decoders (the Stable Diffusion, Zeroscope and AudioLDM pipeline classes at toy size, random")
-    print("   weights) generate from each caption's conditioning, as they will from the output projectors")
-    from nextgpt_mini.models.decoders import Decoders
 
+def show_decoders(profile, out: Path, image: tw.ToyItem, video: tw.ToyItem, sound: tw.ToyItem) -> Decoders:
+    """Step 5: each tiny decoder generates from its item's caption conditioning into `out`."""
     decoders = Decoders(profile)
     for m, item, ext in (("image", image, "png"), ("video", video, "mp4"), ("audio", sound, "wav")):
         dec = decoders[m]
         cond = dec.targets([item.caption])
         path = dec.save(dec.generate(cond, seed=0, progress=False)[0], out / f"generated_{m}.{ext}")
         print(f"   {path}  from conditioning {tuple(cond.shape[1:])} of {item.caption!r}")
-
-    print("6. the three training stages on toy-world data" + (" (quick: a few steps each)" if quick else ""))
-    model, numbers = train_stages(profile, out, quick, decoders)
-
-    print("7. a scripted conversation, every direction")
-    turns = converse(model, decoders, out)
-
-    print("8. the trained system, saved (only what was trained)")
-    saved = model.save_pretrained(out / "checkpoint")
-    size = sum(f.stat().st_size for f in saved.iterdir())
-    print(f"   {saved}: {', '.join(sorted(f.name for f in saved.iterdir()))} ({size / 1e6:.2f} MB)")
-    report = write_report(out, turns, numbers)
-    print(f"   report: {report}")
-
-    print("summary (measured in this run):")
-    for line in summary_lines(numbers):
-        print(f"   {line}")
-    print(f"talk to it: `nextgpt-mini chat --checkpoint {saved}` in a terminal, or in a notebook "
-          f"`ChatUI(NextGPT.from_pretrained({str(saved)!r}))` (nextgpt_mini.ui)")
-    print(f"done in {time.perf_counter() - start:.1f} s; files in {out}")
-    return 0
+    return decoders
 
 
 def train_stages(profile, out: Path, quick: bool, decoders=None):
-    """Stages 1, 2, 3 in order on one model; returns (model, {stage: (steps, seconds, first, last),
+    """Step 6: stages 1, 2, 3 in order on one model; returns (model, {stage: (steps, seconds, first, last),
     "reading": the media -> text report on 90 held-out questions})."""
-    from nextgpt_mini.models.decoders import Decoders
-    from nextgpt_mini.models.nextgpt import NextGPT
-    from nextgpt_mini.training.stage1 import run_stage1
-    from nextgpt_mini.training.stage2 import run_stage2
-    from nextgpt_mini.training.stage3 import reading_report, run_stage3
-
     model = NextGPT.from_profile(profile)
     numbers = {}
     for stage, run in (("1", run_stage1), ("2", run_stage2), ("3", run_stage3)):
@@ -128,8 +143,7 @@ def train_stages(profile, out: Path, quick: bool, decoders=None):
 
 
 def converse(model, decoders, out: Path) -> list[dict]:
-    from nextgpt_mini.generation import save_result
-
+    """Step 7: the CONVERSATION, one fresh turn each; generated media go to out/conversation."""
     turns = []
     for k, (direction, prompt, media) in enumerate(CONVERSATION):
         result = model.generate(prompt, [str(out / media)] if media else None, decoders=decoders)
@@ -143,9 +157,17 @@ def converse(model, decoders, out: Path) -> list[dict]:
     return turns
 
 
-def _media_html(path: str) -> str:
-    import html
+def save_system(model, out: Path, turns: list[dict], numbers: dict) -> Path:
+    """Step 8: the trained system into out/checkpoint (`save_pretrained`), and `report.html`."""
+    saved = model.save_pretrained(out / "checkpoint")
+    size = sum(f.stat().st_size for f in saved.iterdir())
+    print(f"   {saved}: {', '.join(sorted(f.name for f in saved.iterdir()))} ({size / 1e6:.2f} MB)")
+    report = write_report(out, turns, numbers)
+    print(f"   report: {report}")
+    return saved
 
+
+def _media_html(path: str) -> str:
     src = html.escape(path)
     if path.endswith(".png"):
         return f'<img src="{src}" width="128" style="image-rendering: pixelated">'
@@ -156,10 +178,6 @@ def _media_html(path: str) -> str:
 
 def write_report(out: Path, turns: list[dict], numbers: dict) -> Path:
     """`report.html`: each turn's prompt, input, answer and generated media, plus the numbers."""
-    import html
-
-    from nextgpt_mini.utils import atomic_write_text
-
     rows = []
     for t in turns:
         given = _media_html(t["input"]) if t["input"] else ""
@@ -182,26 +200,3 @@ their outputs show the plumbing (the right decoder, called with the projected co
 """
     atomic_write_text(out / "report.html", page)
     return out / "report.html"
-
-
-def summary_lines(numbers: dict) -> list[str]:
-    from nextgpt_mini.training.stage1 import format_attributes
-
-    lines = []
-    if "1" in numbers:
-        steps, secs, first, last = numbers["1"]
-        lines.append(f"stage 1: {steps} steps in {secs:.0f} s; held-out caption loss {first['heldout_loss']:.3f} -> "
-                     f"{last['heldout_loss']:.3f}; {format_attributes(last)}")
-    if "2" in numbers:
-        steps, secs, first, last = numbers["2"]
-        lines.append(f"stage 2: {steps} steps in {secs:.0f} s; held-out alignment distance {first['distance']:.3f} -> "
-                     f"{last['distance']:.3f}; own target nearest {last['retrieval']:.1%} (chance {last['retrieval_chance']:.1%})")
-    if "3" in numbers:
-        steps, secs, first, last = numbers["3"]
-        lines.append(f"stage 3: {steps} steps in {secs:.0f} s; held-out dialogue NLL {first['heldout_nll']:.3f} -> "
-                     f"{last['heldout_nll']:.3f}; right signal tokens in first replies {first['signal_accuracy']:.1%} -> "
-                     f"{last['signal_accuracy']:.1%}")
-    if "reading" in numbers:
-        lines.append(f"media->text, 90 held-out questions about images, videos and sounds: {format_attributes(numbers['reading'])}")
-    return lines
-

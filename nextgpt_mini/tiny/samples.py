@@ -1,4 +1,4 @@
-"""`nextgpt-mini make-samples`: write the committed `data_samples/` folder from the toy world.
+"""Chapter 00: `nextgpt-mini make-samples` writes the committed `data_samples/` folder from the toy world.
 
 Layout (NExT-GPT's pair formats, so the same readers serve the real CC3M / WebVid / AudioCaps
 annotations):
@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from nextgpt_mini.data import mosit
-from nextgpt_mini.tiny import world as tw
 from nextgpt_mini.files import save_audio, save_image, save_video
+from nextgpt_mini.tiny import world as tw
 from nextgpt_mini.utils import atomic_write_text
 
 N_IMAGES, N_AUDIO, N_VIDEOS, N_DIALOGUES = 12, 8, 6, 33

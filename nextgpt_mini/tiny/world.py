@@ -1,4 +1,4 @@
-"""The toy world: a small, seeded multimodal world in which the tiny profile can really learn.
+"""Chapter 00: the toy world: a small, seeded multimodal world in which the tiny profile can really learn.
 
 Objects are coloured shapes. What you can see, hear and say about them is tied together by a
 fixed "physics", so that every modality carries information about the others, as in the real
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -142,8 +141,8 @@ def caption_of(item: ToyItem) -> str:
 # --------------------------------------------------------------------------------------------
 # Sampling items
 # --------------------------------------------------------------------------------------------
-def _split_seed(seed: int, split: str) -> int:
-    # Separate random streams per split: test items never coincide with train items by seed.
+def split_seed(seed: int, split: str) -> int:
+    """The random seed of one split's stream: test items never coincide with train items by seed."""
     return int.from_bytes(hashlib.sha256(f"{split}:{seed}".encode()).digest()[:8], "little")
 
 
@@ -154,7 +153,7 @@ def sample_items(modality: str, n: int, seed: int = 0, split: Split = "train") -
         raise ValueError(f"unknown modality {modality!r}: expected image, video or audio")
     if split not in ("train", "test", "any"):
         raise ValueError(f"unknown split {split!r}: expected train, test or any")
-    rng = np.random.default_rng(_split_seed(seed, f"{split}:{modality}"))
+    rng = np.random.default_rng(split_seed(seed, f"{split}:{modality}"))
     all_pairs = [(c, s) for c in COLOURS for s in SHAPES]
     seen = [p for p in all_pairs if p not in HELD_OUT_PAIRS]
     unseen = sorted(HELD_OUT_PAIRS)
@@ -179,14 +178,6 @@ def sample_items(modality: str, n: int, seed: int = 0, split: Split = "train") -
             )
         )
     return items
-
-
-def iter_items(modality: str, seed: int = 0, split: Split = "train", chunk: int = 256) -> Iterator[ToyItem]:
-    """An endless stream of items, for training loops."""
-    k = 0
-    while True:
-        yield from sample_items(modality, chunk, seed=seed * 1_000_003 + k, split=split)
-        k += 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -282,15 +273,6 @@ def render_audio(item: ToyItem, seconds: float = 2.0, sample_rate: int = 16000) 
     return (0.5 * tone + 0.15 * noise).astype(np.float32)
 
 
-def render(item: ToyItem, image_size: int = 64, seconds: float = 2.0, fps: int = 8, sample_rate: int = 16000):
-    """Render any item: image [H,W,3] / video [T,H,W,3] uint8, or audio [samples] float32."""
-    if item.modality == "image":
-        return render_image(item, image_size)
-    if item.modality == "video":
-        return render_video(item, image_size, seconds, fps)
-    return render_audio(item, seconds, sample_rate)
-
-
 def soundtrack_of(item: ToyItem) -> ToyItem:
     """The audio item a video's object makes: the link that binds audio to vision."""
     return dataclasses.replace(item, modality="audio", position="centre", direction="right", speed="slow")
@@ -299,14 +281,6 @@ def soundtrack_of(item: ToyItem) -> ToyItem:
 def still_of(item: ToyItem) -> ToyItem:
     """An image of the object a video shows, in the centre."""
     return dataclasses.replace(item, modality="image", position="centre", direction="right", speed="slow")
-
-
-def vocabulary() -> list[str]:
-    """Every attribute word of the world, for tokenizer training and attribute scoring."""
-    words = set(COLOURS) | set(SHAPES) | set(SIZES) | set(POSITIONS) | set(DIRECTIONS) | set(SPEED_WORD.values())
-    for phrase in list(SOUND_OF_SHAPE.values()) + list(PITCH_WORD.values()) + list(NOISE_OF_SIZE.values()):
-        words.update(phrase.split())
-    return sorted(words)
 
 
 # The words a caption uses for each attribute, for reading attributes back out of generated text.

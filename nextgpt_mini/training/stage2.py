@@ -82,7 +82,7 @@ def file_captions(folder: str | os.PathLike) -> dict[str, list[str]]:
 
     Stage 2 needs no media: CC3M, WebVid and AudioCaps captions alone are its data.
     """
-    from nextgpt_mini.encode import read_pairs
+    from nextgpt_mini.data.pairs import read_pairs
 
     folder = Path(folder)
     out = {}
