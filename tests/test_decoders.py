@@ -11,9 +11,10 @@ import soundfile as sf
 import torch
 from PIL import Image
 
-from nextgpt_mini.config import DecoderConfig, load_profile
+from nextgpt_mini.config import DecoderConfig
 from nextgpt_mini.models.decoders import Decoder, Decoders, distance, load_pipeline
 from nextgpt_mini.models.projectors import OutputProjector
+from nextgpt_mini.profiles import load_profile
 
 CAPTIONS = {"image": "a big red circle on the left", "video": "a blue square moving up slowly",
             "audio": "a low steady tone over white noise"}

@@ -17,8 +17,8 @@ from nextgpt_mini.tiny.toy_decoder import RENDER, ToyDecoder, all_items, render
 
 @pytest.fixture(scope="module")
 def features(one_thread):
-    from nextgpt_mini.config import load_profile
     from nextgpt_mini.models.imagebind import load_encoder
+    from nextgpt_mini.profiles import load_profile
 
     return ToyFeatures(load_encoder(load_profile("tiny").encoder))
 

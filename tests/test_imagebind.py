@@ -7,7 +7,7 @@ import time
 import pytest
 import torch
 
-from nextgpt_mini.config import HUB, EncoderConfig, load_profile
+from nextgpt_mini.config import HUB, EncoderConfig
 from nextgpt_mini.models.imagebind import (
     SKIPPED_MODALITIES,
     ImageBindEncoder,
@@ -19,6 +19,7 @@ from nextgpt_mini.models.imagebind import (
     load_imagebind_state_dict,
     resolve_weights,
 )
+from nextgpt_mini.profiles import load_profile
 
 try:  # tests/ on sys.path (no tests/__init__.py) or tests as a package
     from _meta_imagebind import load_meta_imagebind

@@ -46,7 +46,7 @@ def ex00_3(pitch_hz) -> None:
 # ---- chapter 03 ---------------------------------------------------------------------------
 def ex03_1(n_pieces) -> None:
     """How many ids the tokenizer without signal tokens cuts "[VID7]" into."""
-    from nextgpt_mini.config import load_profile
+    from nextgpt_mini.profiles import load_profile
     from nextgpt_mini.tiny.tokenizer import load_tiny_tokenizer
 
     def test(n):
@@ -59,8 +59,8 @@ def ex03_1(n_pieces) -> None:
 
 def ex03_2(colab_lora) -> None:
     """LoRA parameters of the colab profile (TinyLlama, grouped-query attention)."""
-    from nextgpt_mini.config import load_profile
     from nextgpt_mini.models.llm import build_empty_llm, lora_parameter_count
+    from nextgpt_mini.profiles import load_profile
 
     def test(n):
         colab = load_profile("colab")
@@ -92,7 +92,7 @@ def ex03_3(signal_states, llm, example) -> None:
 # ---- chapter 02 ---------------------------------------------------------------------------
 def ex02_1(n) -> None:
     """Parameters stage 1 trains in the tiny profile: the input projector's weight and bias."""
-    from nextgpt_mini.config import load_profile
+    from nextgpt_mini.profiles import load_profile
 
     def test(value):
         p = load_profile("tiny")
@@ -261,7 +261,7 @@ def ex05_1(shape) -> None:
     """Shape of one tiny video: (frames, height, width, 3)."""
 
     def test(value):
-        from nextgpt_mini.config import load_profile
+        from nextgpt_mini.profiles import load_profile
 
         cfg = load_profile("tiny").video_decoder
         assert tuple(value) == (cfg.num_frames, cfg.height, cfg.width, 3), f"{tuple(value)} is not the shape of a clip"
@@ -273,7 +273,7 @@ def ex05_2(seconds) -> None:
     """Duration of the tiny audio decoder's WAV, read back from disk."""
 
     def test(value):
-        from nextgpt_mini.config import load_profile
+        from nextgpt_mini.profiles import load_profile
 
         expected = load_profile("tiny").audio_decoder.audio_seconds
         assert abs(float(value) - expected) < 1e-3, f"{value} s; the profile asks for {expected} s"

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nextgpt_mini.config import DecoderConfig, ProfileConfig, load_profile
+from nextgpt_mini.config import DecoderConfig, ProfileConfig
+from nextgpt_mini.profiles import load_profile
 
 MODALITIES = ("image", "video", "audio")
 PIPELINE_CLASS = {"image": "StableDiffusionPipeline", "video": "TextToVideoSDPipeline", "audio": "AudioLDMPipeline"}

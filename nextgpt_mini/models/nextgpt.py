@@ -14,9 +14,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from nextgpt_mini.config import ProfileConfig, load_profile
+from nextgpt_mini.config import ProfileConfig
 from nextgpt_mini.models.llm import SignalTokens, add_signal_tokens, load_llm, new_row_parameters
 from nextgpt_mini.models.projectors import InputProjector, OutputProjector
+from nextgpt_mini.profiles import load_profile
 from nextgpt_mini.prompts import embed_with_media
 
 MODALITIES = ("image", "video", "audio")

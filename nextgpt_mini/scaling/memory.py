@@ -29,7 +29,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nextgpt_mini.config import ProfileConfig, load_profile
+from nextgpt_mini.config import ProfileConfig
+from nextgpt_mini.profiles import load_profile
 
 BYTES = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "int8": 1.0, "int4": 0.5 + 1 / 64}
 GB = 1024**3

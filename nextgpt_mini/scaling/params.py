@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from nextgpt_mini.config import ProfileConfig, load_profile
+from nextgpt_mini.config import ProfileConfig
+from nextgpt_mini.profiles import load_profile
 
 # NExT-GPT's Table 1, in parameters, for comparison.
 PAPER_TABLE_1 = {"ImageBind": 1.2e9, "input projector": 4e6, "LLM": 7e9, "LoRA": 33e6,

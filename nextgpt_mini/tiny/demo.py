@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from nextgpt_mini.config import load_profile
+from nextgpt_mini.profiles import load_profile
 
 CONVERSATION = (  # (direction, prompt, input file written in step 1 or None)
     ("T->I", "Show me a big red circle on the left.", None),

@@ -78,9 +78,9 @@ def pretrain_clap_text(settings: ClapSettings | None = None, progress: bool = Tr
     """Train the tiny CLAP text encoder; return (text model, report of numbers before and after)."""
     from tqdm.auto import tqdm
 
-    from nextgpt_mini.config import load_profile
     from nextgpt_mini.models.decoders import tiny_clap_text_model, tiny_decoder_tokenizer
     from nextgpt_mini.models.imagebind import load_encoder
+    from nextgpt_mini.profiles import load_profile
     from nextgpt_mini.training.stage1 import toy_pairs
     from nextgpt_mini.utils import torch_threads
 

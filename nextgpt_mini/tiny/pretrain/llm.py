@@ -477,7 +477,7 @@ def _save_atomically(model, tokenizer, out: Path) -> list[Path]:
 
 def build_tiny_llm(out: Path, quick: bool = False, progress: bool = True) -> list[Path]:
     """Pretrain the tiny LLM and save it (model + tokenizer files) to `out`; returns the files."""
-    from nextgpt_mini.config import load_profile
+    from nextgpt_mini.profiles import load_profile
     from nextgpt_mini.tiny.tokenizer import load_tiny_tokenizer
     from nextgpt_mini.utils import ASSETS
 
