@@ -15,8 +15,9 @@ import torch
 from torch import nn
 
 from nextgpt_mini.config import ProfileConfig
-from nextgpt_mini.models.llm import SignalTokens, add_signal_tokens, load_llm, new_row_parameters
+from nextgpt_mini.models.llm import load_llm
 from nextgpt_mini.models.projectors import InputProjector, OutputProjector
+from nextgpt_mini.models.signal_tokens import SignalTokens, add_signal_tokens, new_row_parameters
 from nextgpt_mini.profiles import load_profile
 from nextgpt_mini.prompts import embed_with_media
 
