@@ -226,7 +226,7 @@ def ex04_2(fn) -> None:
     """NExT-GPT's per-token L2 distance: [N, Q, D] x 2 -> [N]."""
     import torch
 
-    from nextgpt_mini.models.decoders import distance
+    from nextgpt_mini.losses import distance
 
     def test(f):
         g = torch.Generator().manual_seed(0)

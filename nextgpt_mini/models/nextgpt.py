@@ -225,7 +225,7 @@ class NextGPT(nn.Module):
 
     def alignment(self, projected, targets: list[list[torch.Tensor]]) -> dict[str, torch.Tensor]:
         """Distance between projected conditioning and each span's decoder target, per modality."""
-        from nextgpt_mini.models.decoders import distance
+        from nextgpt_mini.losses import distance
 
         out = {}
         for m, (pred, index) in projected.items():
