@@ -108,7 +108,7 @@ def build_decoder_parts(profile, modality: str, device: str, dtype: torch.dtype)
     """The decoder's UNet, VAE (and vocoder) with random weights: from the package's configs at
     full size, or the tiny pipelines."""
     from nextgpt_mini.models.decoder_configs import FULL_SIZE_DECODERS
-    from nextgpt_mini.models.decoders import TINY_BUILDERS
+    from nextgpt_mini.tiny.pipelines import TINY_BUILDERS
 
     ref = getattr(profile, f"{modality}_decoder").name_or_path
     if ref == "tiny":

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from nextgpt_mini.config import PROFILES, load_profile
+from nextgpt_mini.profiles import PROFILES, load_profile
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, KeyError, RuntimeError, OSError, ImportError)
 

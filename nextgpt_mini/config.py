@@ -1,17 +1,19 @@
-"""Profiles: one set of dataclass configs, three sizes (tiny, colab, paper).
+"""Chapter 00: the configuration schema. One tree of dataclasses describes a whole system (encoder,
+LLM, LoRA, signal tokens, projectors, decoders, training); `profiles.py` fills it in at three sizes.
 
-`load_profile("paper")` is NExT-GPT's own set-up (nextgpt-facts.md); `colab` keeps the same
-design with real weights small enough for a free 15 GB T4; `tiny` builds the same classes at
-toy width so that everything runs on a laptop CPU in seconds.
+The tree is saved as config.json next to every checkpoint (`to_dict` / `from_dict`), and any field
+can be changed from Python or from the CLI's `--set key=value` (`parse_overrides`, `set_field`), with its type
+checked against the field's current value.
 
-Every hub id and download URL used by the package lives in `HUB` below, and nowhere else.
+Every hub id and download URL used by the package lives in `HUB` below, and nowhere else (here
+rather than in `profiles.py` because the schema's defaults are the paper's own weights).
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,8 +38,6 @@ HUB = {
     "clip_vit_b32": "openai/clip-vit-base-patch32",
     "clap_htsat": "laion/clap-htsat-unfused",
 }
-
-PROFILES = ("tiny", "colab", "paper")
 
 
 @dataclass
@@ -121,10 +121,9 @@ class OutputProjectorConfig:
     num_queries: int = 77  # learned queries: one per conditioning token of the decoder
     out_dim: int = 768  # the decoder's conditioning width
     # A Linear from the N signal-token states, flattened, straight to the Q x out_dim output, added
-    # to the transformer's. Not in the paper; the tiny profile needs it: in stage 2's ~170 updates
-    # per modality its one-layer transformer collapses to the mean target (held-out image retrieval
-    # 4 %, chance 3 %), while the LLM's states carry the caption (a ridge fit on them: 94 %); with
-    # this path, 70 %. At paper size it would be 1 B parameters (4 x 4096 -> 77 x 768), so off there.
+    # to the transformer's. Not in the paper; the tiny profile needs it because its one-layer
+    # transformer, in stage 2's few updates, collapses to the mean target although the LLM's states
+    # carry the caption. At paper size it would be 1 B parameters (4 x 4096 -> 77 x 768), so off there.
     linear_path: bool = False
 
 
@@ -191,6 +190,14 @@ class ProfileConfig:
     train: TrainConfig
     seed: int = 42
 
+    def projector(self, modality: str) -> OutputProjectorConfig:
+        """The output projector of "image", "video" or "audio"."""
+        return getattr(self, f"{modality}_projector")
+
+    def decoder(self, modality: str) -> DecoderConfig:
+        """The decoder of "image", "video" or "audio"."""
+        return getattr(self, f"{modality}_decoder")
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -205,182 +212,20 @@ class ProfileConfig:
 def _rebuild(cls, data):
     """Build a (possibly nested) dataclass from a dict made by `dataclasses.asdict`."""
     kwargs = {}
-    hints = {f.name: f for f in dataclasses.fields(cls)}
+    names = {f.name for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
     for name, value in data.items():
-        if name not in hints:
+        if name not in names:
             raise ValueError(f"{cls.__name__} has no field {name!r}")
-        sub = _SUBCONFIGS.get((cls.__name__, name))
-        kwargs[name] = _rebuild(sub, value) if sub else value
+        kwargs[name] = _rebuild(hints[name], value) if dataclasses.is_dataclass(hints[name]) else value
     if "betas" in kwargs:
         kwargs["betas"] = tuple(kwargs["betas"])
     return cls(**kwargs)
 
 
-_SUBCONFIGS = {
-    ("ProfileConfig", "encoder"): EncoderConfig,
-    ("ProfileConfig", "llm"): LLMConfig,
-    ("ProfileConfig", "lora"): LoRAConfig,
-    ("ProfileConfig", "signal_tokens"): SignalTokenConfig,
-    ("ProfileConfig", "image_projector"): OutputProjectorConfig,
-    ("ProfileConfig", "video_projector"): OutputProjectorConfig,
-    ("ProfileConfig", "audio_projector"): OutputProjectorConfig,
-    ("ProfileConfig", "image_decoder"): DecoderConfig,
-    ("ProfileConfig", "video_decoder"): DecoderConfig,
-    ("ProfileConfig", "audio_decoder"): DecoderConfig,
-    ("ProfileConfig", "train"): TrainConfig,
-}
-
-
 # --------------------------------------------------------------------------------------------
-# The three profiles
+# Overrides: {"llm.max_length": 64} from Python, ["llm.max_length=64"] from the CLI
 # --------------------------------------------------------------------------------------------
-def _paper() -> ProfileConfig:
-    return ProfileConfig(
-        name="paper",
-        encoder=EncoderConfig(),
-        llm=LLMConfig(),
-        lora=LoRAConfig(),
-        signal_tokens=SignalTokenConfig(image=4, video=24, audio=8),
-        # SD-1.5 reads CLIP-L's last hidden state (77 x 768) through cross-attention.
-        image_projector=OutputProjectorConfig(num_queries=77, out_dim=768),
-        # Zeroscope reads OpenCLIP-H's hidden state (77 x 1024) through cross-attention.
-        video_projector=OutputProjectorConfig(num_queries=77, out_dim=1024),
-        # AudioLDM takes one L2-normalised CLAP text embedding (1 x 512) as FiLM conditioning.
-        audio_projector=OutputProjectorConfig(num_queries=1, out_dim=512),
-        image_decoder=DecoderConfig(name_or_path=HUB["sd_v1_5"], height=512, width=512),
-        video_decoder=DecoderConfig(
-            name_or_path=HUB["zeroscope_576w"], height=320, width=576, num_frames=24, fps=8
-        ),
-        audio_decoder=DecoderConfig(
-            name_or_path=HUB["audioldm_l_full"], height=0, width=0, audio_seconds=5.0
-        ),
-        train=TrainConfig(),
-    )
-
-
-def _colab() -> ProfileConfig:
-    p = _paper()
-    p.name = "colab"
-    # ImageBind-huge stays: it is the system's eyes and ears and takes 2.4 GB in fp16.
-    p.llm = LLMConfig(
-        name_or_path=HUB["tinyllama_chat"],
-        template="chat",
-        hidden_size=2048,
-        num_layers=22,
-        num_heads=32,
-        intermediate_size=5632,
-        vocab_size=32000,
-        max_length=384,
-    )
-    p.lora = LoRAConfig(r=16, alpha=32, dropout=0.05)
-    p.signal_tokens = SignalTokenConfig(image=4, video=8, audio=4)
-    # Fewer frames and AudioLDM-s keep every decoder inside a T4 next to the LLM.
-    p.video_decoder = DecoderConfig(
-        name_or_path=HUB["zeroscope_576w"], steps=30, height=320, width=576, num_frames=16, fps=8
-    )
-    p.audio_decoder = DecoderConfig(
-        name_or_path=HUB["audioldm_s_full_v2"], steps=50, height=0, width=0, audio_seconds=5.0
-    )
-    p.image_decoder.steps = 30
-    p.train = TrainConfig(batch_size=2, grad_accum=8, gradient_checkpointing=True)
-    return p
-
-
-def _tiny() -> ProfileConfig:
-    return ProfileConfig(
-        name="tiny",
-        encoder=EncoderConfig(
-            weights="package:tiny_imagebind.safetensors",
-            out_embed_dim=64,
-            image_size=48,
-            patch_size=8,
-            video_frames=2,
-            vision_embed_dim=64,
-            vision_num_blocks=2,
-            vision_num_heads=4,
-            text_embed_dim=64,
-            text_num_blocks=2,
-            text_num_heads=4,
-            vocab_size=512,
-            context_length=24,
-            tokenizer="package:tiny_tokenizer",
-            eot_token_id=2,  # the tiny tokenizer's "</s>"
-            audio_embed_dim=64,
-            audio_num_blocks=2,
-            audio_num_heads=4,
-            audio_num_mel_bins=32,
-            audio_target_len=100,
-            audio_kernel_size=8,
-            audio_stride=8,
-            audio_drop_path=0.0,
-            sample_rate=16000,
-            audio_clip_duration=1.0,
-            audio_clips=2,
-            video_clip_duration=1.0,
-            video_clips=2,
-            video_spatial_crops=1,
-        ),
-        llm=LLMConfig(
-            name_or_path="package:tiny_llm",
-            template="nextgpt",
-            hidden_size=128,
-            num_layers=4,
-            num_heads=4,
-            intermediate_size=384,
-            vocab_size=512,
-            max_length=128,
-        ),
-        lora=LoRAConfig(r=8, alpha=16, dropout=0.0),
-        signal_tokens=SignalTokenConfig(image=4, video=8, audio=4),
-        image_projector=OutputProjectorConfig(
-            d_model=64, num_heads=2, num_encoder_layers=1, num_decoder_layers=1,
-            dim_feedforward=128, num_queries=16, out_dim=32, linear_path=True,
-        ),
-        video_projector=OutputProjectorConfig(
-            d_model=64, num_heads=2, num_encoder_layers=1, num_decoder_layers=1,
-            dim_feedforward=128, num_queries=16, out_dim=32, linear_path=True,
-        ),
-        audio_projector=OutputProjectorConfig(
-            d_model=64, num_heads=2, num_encoder_layers=1, num_decoder_layers=1,
-            dim_feedforward=128, num_queries=1, out_dim=32, linear_path=True,
-        ),
-        image_decoder=DecoderConfig(name_or_path="tiny", steps=2, guidance_scale=2.0, height=32, width=32),
-        video_decoder=DecoderConfig(
-            name_or_path="tiny", steps=2, guidance_scale=2.0, height=32, width=32, num_frames=4, fps=4
-        ),
-        audio_decoder=DecoderConfig(
-            name_or_path="tiny", steps=2, guidance_scale=2.0, height=0, width=0, audio_seconds=1.0
-        ),
-        train=TrainConfig(
-            lr=1e-2, batch_size=16, steps={"1": 300, "2": 500, "3": 400}, mixed_precision="no", eval_every=50,
-            # the output projectors are transformers: a gentler rate, and more (smaller) steps in the
-            # same minute than the one-layer input projector needs. Stage 3 trains them too, so it
-            # keeps that rate: at 1e-2 it undid stage 2's image alignment (held-out image retrieval
-            # 81% -> 10%; every generated image request decoded as a purple object); at 3e-3 it
-            # stays at 77%, with a lower dialogue NLL (0.148 vs 0.174) and right signal tokens in
-            # 100% of held-out first replies (98.5%). Measured by the toy suite (evaluation/).
-            stage_overrides={"2": {"lr": 3e-3, "batch_size": 8, "eval_every": 100},
-                             "3": {"lr": 3e-3, "batch_size": 8, "eval_every": 200}},
-        ),
-    )
-
-
-_BUILDERS = {"tiny": _tiny, "colab": _colab, "paper": _paper}
-
-
-def load_profile(name: str, overrides: dict[str, Any] | list[str] | None = None) -> ProfileConfig:
-    """Return a fresh profile. `overrides` is {"llm.max_length": 64} or ["llm.max_length=64"]."""
-    if name not in _BUILDERS:
-        raise ValueError(f"unknown profile {name!r}: expected one of {', '.join(PROFILES)}")
-    profile = _BUILDERS[name]()
-    if overrides:
-        if isinstance(overrides, (list, tuple)):
-            overrides = parse_overrides(overrides)
-        for key, value in overrides.items():
-            set_field(profile, key, value)
-    return profile
-
-
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """Parse CLI `--set key=value` items; values are read as JSON when they parse, else as text."""
     out = {}
@@ -434,7 +279,3 @@ def _coerce(value: Any, current: Any, key: str) -> Any:
     elif isinstance(current, (list, tuple)) and isinstance(value, (list, tuple)):
         return type(current)(value)
     raise ValueError(f"{key}: expected a value like {current!r}, got {value!r}")
-
-
-def clone(profile: ProfileConfig) -> ProfileConfig:
-    return copy.deepcopy(profile)

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from nextgpt_mini.models.signal_tokens import complete_runs
 from nextgpt_mini.prompts import STOP, collate, dialogue_segments, embed_with_media, tokenize_segments
 
 MODALITIES = ("image", "video", "audio")
@@ -77,32 +78,6 @@ def prompt_example(model, turns: list[dict]):
     return ex, media
 
 
-def complete_signal_runs(ids: list[int], signal_ids: dict[str, list[int]], max_per_modality: int = 1):
-    """The answer with every run of signal tokens made whole ([IMG0][IMG1] -> [IMG0]..[IMG3]),
-    runs beyond `max_per_modality` per modality dropped. Returns (ids, runs, completed modalities)."""
-    lookup = {i: m for m, group in signal_ids.items() for i in group}
-    out, runs, completed = [], [], []
-    count = {m: 0 for m in signal_ids}
-    k = 0
-    while k < len(ids):
-        m = lookup.get(ids[k])
-        if m is None:
-            out.append(ids[k])
-            k += 1
-            continue
-        start = k
-        while k < len(ids) and lookup.get(ids[k]) == m:
-            k += 1
-        if count[m] >= max_per_modality:
-            continue
-        if ids[start:k] != signal_ids[m]:
-            completed.append(m)
-        count[m] += 1
-        runs.append((m, len(out), len(out) + len(signal_ids[m])))
-        out.extend(signal_ids[m])
-    return out, runs, completed
-
-
 @torch.no_grad()
 def generate(model, prompt: str, media: list | None = None, history: list[dict] | None = None, decoders=None,
              max_new_tokens: int | None = None, temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
@@ -140,8 +115,8 @@ def generate(model, prompt: str, media: list | None = None, history: list[dict] 
     )[0].tolist()
     raw = cut_at_stop([i for i in ids if i != model.tokenizer.eos_token_id], model.tokenizer)
     forced = [require] if require is not None and not set(raw) & set(model.signal.ids[require]) else []
-    answer, runs, completed = complete_signal_runs(raw + [i for m in forced for i in model.signal.ids[m]],
-                                                   model.signal.ids, max_per_modality)
+    answer, runs, completed = complete_runs(raw + [i for m in forced for i in model.signal.ids[m]],
+                                            model.signal.ids, max_per_modality)
 
     # teacher-forced pass: the states at the signal tokens, where training put them
     full = torch.tensor([ex.input_ids + answer], device=device)

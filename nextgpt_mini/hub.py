@@ -130,7 +130,7 @@ def sources(profile: ProfileConfig) -> list[Source]:
     weights = profile.encoder.weights or ""
     if weights.startswith(("http://", "https://")):
         out.append(Source("ImageBind", weights, "url"))
-    refs = [("LLM", profile.llm.name_or_path)] + [(f"{m} decoder", getattr(profile, f"{m}_decoder").name_or_path)
+    refs = [("LLM", profile.llm.name_or_path)] + [(f"{m} decoder", profile.decoder(m).name_or_path)
                                                   for m in ("image", "video", "audio")]
     for what, ref in refs:
         if ref and ref != "tiny" and not ref.startswith("package:") and not Path(ref).exists():

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from nextgpt_mini.models.llm import MEDIA_END, MEDIA_START
+from nextgpt_mini.models.signal_tokens import MEDIA_END, MEDIA_START, find_runs
 
 IGNORE = -100
 MEDIA_PLACEHOLDER = -1  # an input id that marks a soft-token slot until embeddings are built
@@ -136,26 +136,9 @@ def tokenize_segments(segments: list[Segment], tokenizer, max_length: int, bos: 
     if first_answer >= max_length or (media_positions and media_positions[-1] >= max_length):
         raise ValueError(f"the prompt is {first_answer} tokens long, over the model's limit of {max_length}")
     ids, labels = ids[:max_length], labels[:max_length]
-    return Example(ids, labels, media_positions, _signal_spans(ids, labels, signal_ids))
-
-
-def _signal_spans(ids, labels, signal_ids) -> list[tuple[str, int, int]]:
-    """Runs of one modality's signal tokens inside answers: where the output projector reads."""
-    if not signal_ids:
-        return []
-    lookup = {i: m for m, group in signal_ids.items() for i in group}
-    spans = []
-    k = 0
-    while k < len(ids):
-        m = lookup.get(ids[k]) if labels[k] != IGNORE else None
-        if m is None:
-            k += 1
-            continue
-        start = k
-        while k < len(ids) and lookup.get(ids[k]) == m:
-            k += 1
-        spans.append((m, start, k))
-    return spans
+    # signal-token runs inside answers: where the output projector reads
+    spans = find_runs(ids, signal_ids, [lab != IGNORE for lab in labels]) if signal_ids else []
+    return Example(ids, labels, media_positions, spans)
 
 
 def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:

@@ -4,7 +4,8 @@ import torch
 from transformers import LlamaForCausalLM
 
 from nextgpt_mini import load_profile
-from nextgpt_mini.models.llm import add_signal_tokens, tiny_llama_config
+from nextgpt_mini.models.llm import tiny_llama_config
+from nextgpt_mini.models.signal_tokens import add_signal_tokens
 from nextgpt_mini.tiny.tokenizer import load_tiny_tokenizer
 
 

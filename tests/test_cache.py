@@ -5,7 +5,7 @@ import torch
 
 import nextgpt_mini.cache as cache_mod
 from nextgpt_mini.cache import EmbeddingCache, encoder_identity, file_key, state_dict_digest, text_key
-from nextgpt_mini.config import load_profile
+from nextgpt_mini.profiles import load_profile
 
 ID = "ab" * 32
 

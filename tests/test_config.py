@@ -2,7 +2,8 @@ import dataclasses
 
 import pytest
 
-from nextgpt_mini.config import HUB, PROFILES, ProfileConfig, load_profile, parse_overrides
+from nextgpt_mini.config import HUB, ProfileConfig, parse_overrides
+from nextgpt_mini.profiles import PROFILES, load_profile
 from nextgpt_mini.utils import pick_device, pick_dtype, seed_everything
 
 

@@ -11,9 +11,11 @@ import soundfile as sf
 import torch
 from PIL import Image
 
-from nextgpt_mini.config import DecoderConfig, load_profile
-from nextgpt_mini.models.decoders import Decoder, Decoders, distance, load_pipeline
+from nextgpt_mini.config import DecoderConfig
+from nextgpt_mini.losses import distance
+from nextgpt_mini.models.decoders import Decoder, Decoders, load_pipeline
 from nextgpt_mini.models.projectors import OutputProjector
+from nextgpt_mini.profiles import load_profile
 
 CAPTIONS = {"image": "a big red circle on the left", "video": "a blue square moving up slowly",
             "audio": "a low steady tone over white noise"}
@@ -31,7 +33,7 @@ def test_generates_from_projector_output_and_saves_readable_files(decoders, moda
     dec = decoders[modality]
     torch.manual_seed(0)
     n_signal = getattr(profile.signal_tokens, modality)
-    projector = OutputProjector(profile.llm.hidden_size, getattr(profile, f"{modality}_projector"), n_signal)
+    projector = OutputProjector(profile.llm.hidden_size, profile.projector(modality), n_signal)
     with torch.no_grad():
         embeds = projector(torch.randn(2, n_signal, profile.llm.hidden_size), torch.randn(2, n_signal, profile.llm.hidden_size))
     assert tuple(embeds.shape[1:]) == dec.target_shape
@@ -146,7 +148,7 @@ def test_distances():
 def test_paper_output_projectors_match_the_paper_size():
     profile = load_profile("paper")
     with torch.device("meta"):
-        counts = {m: sum(p.numel() for p in OutputProjector(profile.llm.hidden_size, getattr(profile, f"{m}_projector")).parameters())
+        counts = {m: sum(p.numel() for p in OutputProjector(profile.llm.hidden_size, profile.projector(m)).parameters())
                   for m in ("image", "video", "audio")}
     # NExT-GPT, Table 1: 31 M (image), 32 M (video), 31 M (audio)
     assert 31e6 <= counts["image"] <= 32.5e6 and 31e6 <= counts["video"] <= 32.5e6 and 31e6 <= counts["audio"] <= 32.5e6

@@ -11,9 +11,9 @@ from safetensors.torch import load_file
 from nextgpt_mini import processing as pp
 from nextgpt_mini.cache import EmbeddingCache, encoder_identity
 from nextgpt_mini.cli import main
-from nextgpt_mini.config import load_profile
 from nextgpt_mini.encode import Text, encode, encode_dataset, load_encoder_for, resolve_inputs
 from nextgpt_mini.models.imagebind import build_encoder
+from nextgpt_mini.profiles import load_profile
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data_samples"
 IMG0, IMG1 = SAMPLES / "images/image_00.png", SAMPLES / "images/image_01.png"

@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from nextgpt_mini.profiles import load_profile
 from nextgpt_mini.tiny import assets as tiny_assets
 from nextgpt_mini.cli import main
-from nextgpt_mini.config import load_profile
 from nextgpt_mini.tiny import world as tw
 from nextgpt_mini import processing as pp
 from nextgpt_mini.tiny.pretrain import encoder as P

@@ -9,16 +9,16 @@ import pytest
 import torch
 from PIL import Image
 
-from nextgpt_mini.tiny import world as tw
 from nextgpt_mini.evaluation import metrics
 from nextgpt_mini.evaluation.features import ToyFeatures
+from nextgpt_mini.tiny import world as tw
 from nextgpt_mini.tiny.toy_decoder import RENDER, ToyDecoder, all_items, render
 
 
 @pytest.fixture(scope="module")
 def features(one_thread):
-    from nextgpt_mini.config import load_profile
     from nextgpt_mini.models.imagebind_weights import load_encoder
+    from nextgpt_mini.profiles import load_profile
 
     return ToyFeatures(load_encoder(load_profile("tiny").encoder))
 

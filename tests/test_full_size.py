@@ -7,10 +7,11 @@ import sys
 import pytest
 
 from nextgpt_mini import load_profile
-from nextgpt_mini.scaling.params import DIFFERENCES, PAPER_TABLE_1, full_size_table_with_decoders
 from nextgpt_mini.models.decoder_configs import full_size_counts
-from nextgpt_mini.models.decoders import TINY_BUILDERS, decoder_parameter_counts
+from nextgpt_mini.models.decoders import decoder_parameter_counts
 from nextgpt_mini.scaling.memory import GB, plan
+from nextgpt_mini.scaling.params import DIFFERENCES, PAPER_TABLE_1, full_size_table_with_decoders
+from nextgpt_mini.tiny.pipelines import TINY_BUILDERS
 
 
 def test_decoder_configs_give_the_published_parameter_counts():

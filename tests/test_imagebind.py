@@ -7,10 +7,11 @@ import time
 import pytest
 import torch
 
-from nextgpt_mini.config import HUB, EncoderConfig, load_profile
+from nextgpt_mini.config import HUB, EncoderConfig
 from nextgpt_mini.hub import download_file, resolve_weights
 from nextgpt_mini.models.imagebind import SKIPPED_MODALITIES, ImageBindEncoder, build_encoder, eot_positions
 from nextgpt_mini.models.imagebind_weights import convert_to_safetensors, filter_state_dict, load_imagebind_state_dict
+from nextgpt_mini.profiles import load_profile
 from nextgpt_mini.scaling.params import count
 
 try:  # tests/ on sys.path (no tests/__init__.py) or tests as a package

@@ -2,17 +2,15 @@ import pytest
 import torch
 
 from nextgpt_mini import load_profile
-from nextgpt_mini.scaling.params import PAPER_TABLE_1, format_table, full_size_table
-from nextgpt_mini.models.llm import (
+from nextgpt_mini.models.llm import apply_lora, build_empty_llm, lora_parameter_count
+from nextgpt_mini.models.signal_tokens import (
     MEDIA_END,
     MEDIA_START,
     NewRowsEmbedding,
     add_signal_tokens,
-    apply_lora,
-    build_empty_llm,
-    lora_parameter_count,
     new_row_parameters,
 )
+from nextgpt_mini.scaling.params import PAPER_TABLE_1, format_table, full_size_table
 from tests._tiny_llm import random_tiny_llm
 
 

@@ -3,9 +3,10 @@ import math
 import pytest
 import torch
 
+from nextgpt_mini.profiles import load_profile
 from nextgpt_mini.tiny.pretrain import llm as lp
 from nextgpt_mini.cli import main
-from nextgpt_mini.config import LLMConfig, load_profile
+from nextgpt_mini.config import LLMConfig
 from nextgpt_mini.data import mosit
 from nextgpt_mini.tiny import world as tw
 from nextgpt_mini.models.llm import load_llm, tiny_llama_config

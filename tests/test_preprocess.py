@@ -25,7 +25,7 @@ from PIL import Image
 
 from nextgpt_mini import processing as pp
 from nextgpt_mini import utils
-from nextgpt_mini.config import load_profile
+from nextgpt_mini.profiles import load_profile
 
 MEAN = torch.tensor(pp.CLIP_MEAN)[:, None, None]
 STD = torch.tensor(pp.CLIP_STD)[:, None, None]

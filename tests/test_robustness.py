@@ -55,8 +55,8 @@ def bad(tmp_path_factory):
 
 def _other_profile_system(folder: Path) -> None:
     """A trained-weights folder of a profile with other shapes (an 80-query image projector)."""
-    from nextgpt_mini.config import load_profile
     from nextgpt_mini.models.nextgpt import NextGPT
+    from nextgpt_mini.profiles import load_profile
 
     profile = load_profile("tiny")
     profile.image_projector.num_queries = profile.image_projector.num_queries + 4

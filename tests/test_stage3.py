@@ -114,12 +114,12 @@ def test_generate_decides_output_modalities_from_signal_tokens(trained):
 
 
 def test_partial_signal_runs_are_completed_and_capped():
-    from nextgpt_mini.generation import complete_signal_runs
+    from nextgpt_mini.models.signal_tokens import complete_runs
 
     ids = {"image": [10, 11, 12, 13], "audio": [20, 21]}
-    out, runs, completed = complete_signal_runs([1, 10, 11, 2], ids)
+    out, runs, completed = complete_runs([1, 10, 11, 2], ids)
     assert out == [1, 10, 11, 12, 13, 2] and runs == [("image", 1, 5)] and completed == ["image"]
-    out, runs, completed = complete_signal_runs([20, 21, 3, 10, 11, 12, 13, 20], ids, max_per_modality=1)
+    out, runs, completed = complete_runs([20, 21, 3, 10, 11, 12, 13, 20], ids, max_per_modality=1)
     assert out == [20, 21, 3, 10, 11, 12, 13] and [r[0] for r in runs] == ["audio", "image"] and completed == []
 
 

@@ -64,8 +64,8 @@ def load_system(checkpoint: str, profile=None):
     """A NextGPT to evaluate: "untrained" (the profile's system as built), "package:tiny_system",
     a folder written by `save_pretrained` or `nextgpt-mini demo`, or a `nextgpt-mini train` output
     folder (trainer weights only: loaded into `profile`, default tiny)."""
-    from nextgpt_mini.config import load_profile
     from nextgpt_mini.models.nextgpt import NextGPT
+    from nextgpt_mini.profiles import load_profile
 
     if checkpoint == "untrained":
         p = profile if hasattr(profile, "name") else load_profile(profile or "tiny")

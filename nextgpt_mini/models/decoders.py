@@ -1,4 +1,4 @@
-"""The frozen diffusion decoders: Stable Diffusion (image), Zeroscope (video), AudioLDM (audio).
+"""Chapter 05: the frozen diffusion decoders: Stable Diffusion (image), Zeroscope (video), AudioLDM (audio).
 
 NExT-GPT never trains these. It trains output projectors whose outputs replace what each
 decoder's own text encoder would have produced from a caption:
@@ -13,8 +13,7 @@ projector must hit, cached), and `generate(embeds)`, the pipeline run from given
 (`prompt_embeds`, with the empty prompt's embedding as the negative for classifier-free guidance).
 
 Profiles: `paper`/`colab` load diffusers pipelines by hub id or local folder; `tiny` builds the
-same pipeline classes from toy-size components, in the style of diffusers' own tests (random
-weights, fixed seed: their text encoders only have to give deterministic targets).
+same pipeline classes from toy-size components (`tiny/pipelines.py`).
 """
 
 from __future__ import annotations
@@ -25,25 +24,19 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from nextgpt_mini.config import DecoderConfig, ProfileConfig, load_profile
+from nextgpt_mini.config import DecoderConfig, ProfileConfig
+from nextgpt_mini.constants import MODALITIES
+from nextgpt_mini.losses import min_snr_weight
+from nextgpt_mini.profiles import load_profile
 
-MODALITIES = ("image", "video", "audio")
 PIPELINE_CLASS = {"image": "StableDiffusionPipeline", "video": "TextToVideoSDPipeline", "audio": "AudioLDMPipeline"}
-TINY_TEXT_LENGTH = 16  # the tiny decoders' tokenizer length (the paper's CLIP: 77)
-TINY_WIDTH = 32  # the tiny decoders' text width (the paper's: 768 / 1024 / 512)
-# The image and video decoders' CLIP text encoders stay random, at 5x the default initial weights:
-# captions' states then differ more (on the 360 image captions, median per-token distance 4.4
-# against 2.8 at the default init; token norm 5.7). AudioLDM's single CLAP vector needs more than a
-# scale: its text encoder is pretrained (clap_pretrain).
-TINY_TEXT_INIT = {"initializer_range": 0.1, "initializer_factor": 5.0}
 
 
 # --------------------------------------------------------------------------------------------
-# Tiny pipelines, built locally (no hub): the same classes as the full-size ones
+# Loading pipelines: hub id or local folder, or the tiny ones built locally
 # --------------------------------------------------------------------------------------------
-def _diffusers(*names: str):
+def diffusers_classes(*names: str):
     """Classes from diffusers, imported without transformers' notices about torchvision-backed image
     processors (never used here; the environment deliberately has no torchvision)."""
     import logging
@@ -63,126 +56,6 @@ def _diffusers(*names: str):
         hf_logging.set_verbosity(level)
 
 
-def tiny_decoder_tokenizer():
-    from nextgpt_mini.tiny.tokenizer import load_tiny_tokenizer
-
-    tok = load_tiny_tokenizer()
-    tok.model_max_length = TINY_TEXT_LENGTH
-    return tok
-
-
-def _tiny_clip_text(vocab_size: int, seed: int):
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    torch.manual_seed(seed)
-    cfg = CLIPTextConfig(vocab_size=vocab_size, hidden_size=TINY_WIDTH, intermediate_size=64, num_attention_heads=4,
-                         num_hidden_layers=2, max_position_embeddings=TINY_TEXT_LENGTH, bos_token_id=1, eos_token_id=2,
-                         pad_token_id=0, projection_dim=TINY_WIDTH, **TINY_TEXT_INIT)
-    return CLIPTextModel(cfg).eval()
-
-
-def tiny_clap_text_model(vocab_size: int):
-    """AudioLDM's text side: a CLAP text encoder with projection (weights: `clap_pretrain`)."""
-    from transformers import ClapTextConfig, ClapTextModelWithProjection
-
-    # RoBERTa-style positions start after the pad id, hence the two spare positions
-    return ClapTextModelWithProjection(ClapTextConfig(
-        vocab_size=vocab_size, hidden_size=TINY_WIDTH, intermediate_size=64, num_attention_heads=4, num_hidden_layers=2,
-        max_position_embeddings=TINY_TEXT_LENGTH + 2, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-        projection_dim=TINY_WIDTH))
-
-
-def tiny_clap_weights() -> dict[str, torch.Tensor]:
-    """The shipped pretrained CLAP text encoder (see `clap_pretrain` for why it is not random)."""
-    from safetensors.torch import load_file
-
-    from nextgpt_mini.tiny.pretrain.clap import WEIGHTS_FILE
-    from nextgpt_mini.utils import ASSETS
-
-    path = ASSETS / WEIGHTS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: the tiny audio decoder's text encoder is missing; "
-                                "rebuild it with `nextgpt-mini build-tiny clap`")
-    return load_file(str(path))
-
-
-def _tiny_vae(channels: int, seed: int):
-    (AutoencoderKL,) = _diffusers("AutoencoderKL")
-
-    torch.manual_seed(seed)
-    return AutoencoderKL(block_out_channels=(8, 16), in_channels=channels, out_channels=channels, latent_channels=4,
-                         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                         norm_num_groups=4, sample_size=32)
-
-
-def _scheduler():
-    (DDIMScheduler,) = _diffusers("DDIMScheduler")
-
-    # Stable Diffusion's noise schedule (scaled-linear betas); DDIM sampling
-    return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                         set_alpha_to_one=False, steps_offset=1)
-
-
-def tiny_image_pipeline(seed: int = 0):
-    StableDiffusionPipeline, UNet2DConditionModel = _diffusers("StableDiffusionPipeline", "UNet2DConditionModel")
-
-    tok = tiny_decoder_tokenizer()
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(block_out_channels=(16, 32), layers_per_block=1, sample_size=16, in_channels=4,
-                                out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=TINY_WIDTH,
-                                attention_head_dim=8, norm_num_groups=8)
-    return StableDiffusionPipeline(vae=_tiny_vae(3, seed + 1), text_encoder=_tiny_clip_text(len(tok), seed + 2),
-                                   tokenizer=tok, unet=unet, scheduler=_scheduler(), safety_checker=None,
-                                   feature_extractor=None, requires_safety_checker=False)
-
-
-def tiny_video_pipeline(seed: int = 0):
-    TextToVideoSDPipeline, UNet3DConditionModel = _diffusers("TextToVideoSDPipeline", "UNet3DConditionModel")
-
-    tok = tiny_decoder_tokenizer()
-    torch.manual_seed(seed)
-    unet = UNet3DConditionModel(block_out_channels=(16, 32), layers_per_block=1, sample_size=16, in_channels=4,
-                                out_channels=4, down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
-                                up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"), cross_attention_dim=TINY_WIDTH,
-                                attention_head_dim=8, norm_num_groups=8)
-    return TextToVideoSDPipeline(vae=_tiny_vae(3, seed + 1), text_encoder=_tiny_clip_text(len(tok), seed + 3),
-                                 tokenizer=tok, unet=unet, scheduler=_scheduler())
-
-
-def tiny_audio_pipeline(seed: int = 0, sample_rate: int = 16000):
-    AudioLDMPipeline, UNet2DConditionModel = _diffusers("AudioLDMPipeline", "UNet2DConditionModel")
-    from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
-
-    tok = tiny_decoder_tokenizer()
-    torch.manual_seed(seed)
-    # AudioLDM's UNet takes the CLAP embedding as a class label (projected, concatenated to the
-    # time embedding), so its cross-attention blocks attend to themselves only.
-    unet = UNet2DConditionModel(block_out_channels=(16, 32), layers_per_block=1, sample_size=16, in_channels=4,
-                                out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=(16, 32),
-                                class_embed_type="simple_projection", projection_class_embeddings_input_dim=TINY_WIDTH,
-                                class_embeddings_concat=True, attention_head_dim=8, norm_num_groups=8)
-    text = tiny_clap_text_model(len(tok))
-    text.load_state_dict(tiny_clap_weights())
-    text.eval()
-    torch.manual_seed(seed + 5)
-    # a hop of 5*4*2*2*2 = 160 samples (10 ms at 16 kHz), AudioLDM's; 16 mel bins instead of 64.
-    # At the default init (0.01) a random HiFi-GAN whispers at 1e-9; at 0.15 it is audible (std ~0.1).
-    vocoder = SpeechT5HifiGan(SpeechT5HifiGanConfig(
-        model_in_dim=16, sampling_rate=sample_rate, upsample_initial_channel=64, upsample_rates=[5, 4, 2, 2, 2],
-        upsample_kernel_sizes=[10, 8, 4, 4, 4], resblock_kernel_sizes=[3], resblock_dilation_sizes=[[1, 3]],
-        normalize_before=False, initializer_range=0.15)).eval()
-    return AudioLDMPipeline(vae=_tiny_vae(1, seed + 1), text_encoder=text, tokenizer=tok, unet=unet,
-                            scheduler=_scheduler(), vocoder=vocoder)
-
-
-TINY_BUILDERS = {"image": tiny_image_pipeline, "video": tiny_video_pipeline, "audio": tiny_audio_pipeline}
-
-
-# --------------------------------------------------------------------------------------------
-# Loading full-size pipelines (hub id or local folder)
-# --------------------------------------------------------------------------------------------
 def load_pipeline(modality: str, cfg: DecoderConfig, dtype: torch.dtype = torch.float32, seed: int = 0):
     """The decoder pipeline of a modality: built locally for "tiny", else `from_pretrained`.
 
@@ -204,8 +77,12 @@ def _load_pipeline(modality: str, cfg: DecoderConfig, dtype: torch.dtype, seed: 
     if modality not in MODALITIES:
         raise ValueError(f"unknown modality {modality!r}: expected one of {MODALITIES}")
     if cfg.name_or_path == "tiny":
+        # The one place the core reaches up into tiny/, so imported here: tiny/ builds on the core
+        # (tiny.pipelines imports this module), and only the tiny profile needs it.
+        from nextgpt_mini.tiny.pipelines import TINY_BUILDERS
+
         return TINY_BUILDERS[modality](seed)
-    (cls,) = _diffusers(PIPELINE_CLASS[modality])
+    (cls,) = diffusers_classes(PIPELINE_CLASS[modality])
     extra: dict[str, Any] = {"safety_checker": None, "requires_safety_checker": False} if modality == "image" else {}
     ref = cfg.name_or_path
     try:
@@ -287,6 +164,8 @@ class Decoder:
         """The decoder's own text encoder applied to `texts`, exactly as its pipeline does it."""
         pipe, device = self.pipe, self.pipe.device
         if self.modality == "audio":
+            # a private diffusers method (AudioLDM has no public encode_prompt); the diffusers<0.43 pin
+            # in pyproject.toml keeps it there
             emb = pipe._encode_prompt(list(texts), device, 1, False)  # CLAP text_embeds, L2-normalised
         else:
             emb, _ = pipe.encode_prompt(list(texts), device, 1, False)  # last hidden state
@@ -393,9 +272,7 @@ class Decoder:
         target = sched.get_velocity(latents, noise, t) if v_prediction else noise
         mse = ((pred.float() - target.float()) ** 2).flatten(1).mean(1)
         alpha = sched.alphas_cumprod.to(latents.device)[t].float()
-        snr = alpha / (1 - alpha)
-        weight = torch.clamp(snr, max=snr_gamma) / (snr + 1 if v_prediction else snr)
-        return weight * mse
+        return min_snr_weight(alpha, snr_gamma, v_prediction) * mse
 
     def save(self, result, path: str | os.PathLike) -> Path:
         """Write one generated result as PNG / MP4 / WAV (atomically)."""
@@ -421,7 +298,7 @@ class Decoders:
                  cache_dir: str | os.PathLike | None = None):
         profile = load_profile(profile) if isinstance(profile, str) else profile
         self.profile = profile
-        self.decoders = {m: Decoder(m, getattr(profile, f"{m}_decoder"), dtype, profile.seed, cache_dir) for m in MODALITIES}
+        self.decoders = {m: Decoder(m, profile.decoder(m), dtype, profile.seed, cache_dir) for m in MODALITIES}
 
     def __getitem__(self, modality: str) -> Decoder:
         if modality not in self.decoders:
@@ -436,35 +313,17 @@ class Decoders:
         return self[modality].to(device)
 
 
-def distance(pred: torch.Tensor, target: torch.Tensor, kind: str = "l2") -> torch.Tensor:
-    """Per-example distance between projected conditioning and the decoder's target.
-
-    l2: NExT-GPT's, the Euclidean norm per conditioning token, averaged over tokens;
-    mse: mean squared error; cosine: 1 - cosine similarity per token, averaged.
-    """
-    pred, target = pred.float(), target.float()
-    if pred.dim() == 2:  # AudioLDM: one vector per item
-        pred, target = pred[:, None], target[:, None]
-    if kind == "l2":
-        return (pred - target).norm(dim=-1).mean(-1)
-    if kind == "mse":
-        return ((pred - target) ** 2).mean(dim=(-1, -2))
-    if kind == "cosine":
-        return (1 - F.cosine_similarity(pred, target, dim=-1)).mean(-1)
-    raise ValueError(f"unknown distance {kind!r}: expected l2, mse or cosine")
-
-
 def decoder_parameter_counts(profile, modality: str) -> dict[str, int]:
     """{component: parameters} of the profile's decoder for `modality`, without loading weights:
     full-size hub ids are built empty from `decoder_configs`; the tiny decoders are built (small);
     a local folder is built empty from the configs saved in it."""
     from nextgpt_mini.models.decoder_configs import BUILDABLE, FULL_SIZE_DECODERS, build_empty, full_size_counts
 
-    cfg = getattr(profile, f"{modality}_decoder")
+    cfg = profile.decoder(modality)
     if cfg.name_or_path in FULL_SIZE_DECODERS:
         return full_size_counts(cfg.name_or_path)
     if cfg.name_or_path == "tiny":
-        pipe = TINY_BUILDERS[modality]()
+        pipe = load_pipeline(modality, cfg)
         return {name: sum(p.numel() for p in part.parameters()) for name, part in pipe.components.items()
                 if isinstance(part, torch.nn.Module)}
     folder = Path(cfg.name_or_path)

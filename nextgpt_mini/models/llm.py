@@ -1,4 +1,4 @@
-"""The LLM side: loading the model and tokenizer per profile, signal tokens, trainable new rows, LoRA.
+"""Chapter 03: the LLM, loaded per profile, and its LoRA adapters.
 
 * `paper`: Vicuna-7B v1.5 (the paper used v0, which is published only as deltas over Meta's
   gated LLaMA-1 weights; v1.5 is a plain checkpoint and is what NExT-GPT's later code loads).
@@ -6,13 +6,7 @@
 * `tiny`: a `LlamaForCausalLM` at toy width, pretrained on the toy world and shipped in the
   package (`nextgpt-mini build-tiny llm`), with the tiny byte-level tokenizer.
 
-Signal tokens (`[IMG0]`.., `[VID0]`.., `[AUD0]`..) and the media wrappers `<Img>`, `</Img>` are
-added to the vocabulary. As in NExT-GPT's code, one wrapper pair `<Img> ... </Img>` surrounds the
-soft token of any input modality. (The tiny LLM already knows the wrappers: it learnt to read a
-soft token between them during pretraining, see `llm_pretrain.py`; then they are not new rows.) Only the *new* rows of the input embedding and the LM head are
-trainable: `NewRowsEmbedding` / `NewRowsLMHead` keep the old rows as a frozen tensor that no
-optimizer ever sees, so they stay bit-identical (the original code trained the whole resized
-matrices, 2 x 131 M parameters in the paper profile).
+The signal tokens the LLM learns to write, and its new vocabulary rows, are in `signal_tokens.py`.
 """
 
 from __future__ import annotations
@@ -20,18 +14,13 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from nextgpt_mini.config import LLMConfig, LoRAConfig, SignalTokenConfig
+from nextgpt_mini.config import LLMConfig, LoRAConfig
 from nextgpt_mini.utils import asset_path
-
-MODALITIES = ("image", "video", "audio")
-MEDIA_START, MEDIA_END = "<Img>", "</Img>"
 
 # Architecture of the full-size LLMs, written here so that parameter tables and memory plans
 # work without downloading anything (values from each model's config.json on the hub).
@@ -156,120 +145,6 @@ def build_empty_llm(cfg: LLMConfig):
         config = tiny_llama_config(cfg, cfg.vocab_size)
     with init_empty_weights():
         return LlamaForCausalLM(config)
-
-
-# --------------------------------------------------------------------------------------------
-# Signal tokens: new vocabulary rows, and only those rows trainable
-# --------------------------------------------------------------------------------------------
-@dataclass
-class SignalTokens:
-    """Token ids of the signal tokens per modality and of the media wrappers."""
-
-    ids: dict[str, list[int]]
-    tokens: dict[str, list[str]]
-    media_start: int
-    media_end: int
-    first_new_id: int  # rows >= this id are new
-
-    def modality_of(self, token_id: int) -> str | None:
-        for m, ids in self.ids.items():
-            if token_id in ids:
-                return m
-        return None
-
-    def all_ids(self) -> list[int]:
-        return [i for m in MODALITIES for i in self.ids[m]]
-
-
-class NewRowsEmbedding(nn.Module):
-    """nn.Embedding whose first `old` rows are frozen and whose appended rows are trainable."""
-
-    def __init__(self, weight: torch.Tensor, first_new: int, padding_idx: int | None = None):
-        super().__init__()
-        self.register_buffer("old_rows", weight[:first_new].detach().clone(), persistent=True)
-        self.new_rows = nn.Parameter(weight[first_new:].detach().clone())
-        self.padding_idx = padding_idx
-
-    @property
-    def weight(self) -> torch.Tensor:
-        return torch.cat([self.old_rows, self.new_rows], dim=0)
-
-    @property
-    def num_embeddings(self) -> int:
-        return self.old_rows.shape[0] + self.new_rows.shape[0]
-
-    @property
-    def embedding_dim(self) -> int:
-        return self.old_rows.shape[1]
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return F.embedding(ids, self.weight, self.padding_idx)
-
-
-class NewRowsLMHead(nn.Module):
-    """The LM head with frozen old rows and trainable new rows (one logit per vocabulary row)."""
-
-    def __init__(self, weight: torch.Tensor, first_new: int):
-        super().__init__()
-        self.register_buffer("old_rows", weight[:first_new].detach().clone(), persistent=True)
-        self.new_rows = nn.Parameter(weight[first_new:].detach().clone())
-
-    @property
-    def weight(self) -> torch.Tensor:
-        return torch.cat([self.old_rows, self.new_rows], dim=0)
-
-    @property
-    def out_features(self) -> int:
-        return self.old_rows.shape[0] + self.new_rows.shape[0]
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return torch.cat([hidden @ self.old_rows.T, hidden @ self.new_rows.T], dim=-1)
-
-
-def add_signal_tokens(model, tokenizer, signal: SignalTokenConfig) -> SignalTokens:
-    """Add signal tokens and media wrappers; resize; mean-initialise; make only new rows trainable.
-
-    Why the mean: a new row at the mean of the existing embeddings starts as an "average token":
-    its logit is close to the average logit (no token is suddenly predicted everywhere, as with
-    a large random row) and its input embedding lies where the frozen layers expect inputs to be.
-    """
-    tokens = {m: signal.tokens(m) for m in MODALITIES}
-    new = [MEDIA_START, MEDIA_END] + [t for m in MODALITIES for t in tokens[m]]
-    old_vocab = model.get_input_embeddings().weight.shape[0]
-    if tokenizer.convert_tokens_to_ids(MEDIA_START) not in (None, tokenizer.unk_token_id) and isinstance(
-        model.get_input_embeddings(), NewRowsEmbedding
-    ):
-        raise ValueError("signal tokens were already added to this model")
-    tokenizer.add_tokens(new, special_tokens=True)
-    for t in new:
-        ids = tokenizer(t, add_special_tokens=False)["input_ids"]
-        if len(ids) != 1:
-            raise ValueError(f"{t!r} encodes to {len(ids)} ids {ids}, expected exactly one")
-    first_new = old_vocab
-    # tokens the vocabulary already had (the tiny LLM's <Img>, </Img>) keep their pretrained rows
-    total = max(len(tokenizer), old_vocab)
-    model.resize_token_embeddings(total, mean_resizing=False)
-    with torch.no_grad():
-        for matrix in (model.get_input_embeddings().weight, model.get_output_embeddings().weight):
-            matrix[first_new:] = matrix[:first_new].mean(dim=0, keepdim=True)
-    emb, head = model.get_input_embeddings(), model.get_output_embeddings()
-    model.set_input_embeddings(NewRowsEmbedding(emb.weight, first_new, emb.padding_idx))
-    model.lm_head = NewRowsLMHead(head.weight, first_new)
-    model.config.vocab_size = total
-    ids = {m: tokenizer.convert_tokens_to_ids(tokens[m]) for m in MODALITIES}
-    return SignalTokens(
-        ids=ids,
-        tokens=tokens,
-        media_start=tokenizer.convert_tokens_to_ids(MEDIA_START),
-        media_end=tokenizer.convert_tokens_to_ids(MEDIA_END),
-        first_new_id=first_new,
-    )
-
-
-def new_row_parameters(model) -> list[nn.Parameter]:
-    """The trainable signal-token rows (input embedding and LM head)."""
-    base = getattr(model, "get_base_model", lambda: model)()
-    return [base.get_input_embeddings().new_rows, base.get_output_embeddings().new_rows]
 
 
 # --------------------------------------------------------------------------------------------

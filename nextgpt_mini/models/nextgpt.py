@@ -14,9 +14,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from nextgpt_mini.config import ProfileConfig, load_profile
-from nextgpt_mini.models.llm import SignalTokens, add_signal_tokens, load_llm, new_row_parameters
+from nextgpt_mini.config import ProfileConfig
+from nextgpt_mini.models.llm import load_llm
 from nextgpt_mini.models.projectors import InputProjector, OutputProjector
+from nextgpt_mini.models.signal_tokens import SignalTokens, add_signal_tokens, new_row_parameters
+from nextgpt_mini.profiles import load_profile
 from nextgpt_mini.prompts import embed_with_media
 
 MODALITIES = ("image", "video", "audio")
@@ -223,7 +225,7 @@ class NextGPT(nn.Module):
 
     def alignment(self, projected, targets: list[list[torch.Tensor]]) -> dict[str, torch.Tensor]:
         """Distance between projected conditioning and each span's decoder target, per modality."""
-        from nextgpt_mini.models.decoders import distance
+        from nextgpt_mini.losses import distance
 
         out = {}
         for m, (pred, index) in projected.items():

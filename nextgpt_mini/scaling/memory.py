@@ -1,8 +1,8 @@
-"""Memory planner: will a profile fit a GPU, for inference or for a training stage, and if not,
+"""Chapter 08: memory planner: will a profile fit a GPU, for inference or for a training stage, and if not,
 what to switch. `nextgpt-mini memory --profile colab --stage 3 --gpu-gb 15`.
 
 Everything is computed from shapes (parameter counts from the empty full-size builds of
-`accounting`), never by loading weights. The model, stated so that a measurement can correct it:
+`scaling.params`), never by loading weights. The model, stated so that a measurement can correct it:
 
 * weights: parameters x bytes of their dtype. Only the LLM can be quantized (int8 / int4 through
   bitsandbytes); int4 adds 1 byte of scales per 64 weights (NF4 with double quantisation).
@@ -29,7 +29,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nextgpt_mini.config import ProfileConfig, load_profile
+from nextgpt_mini.config import ProfileConfig
+from nextgpt_mini.constants import MODALITIES, STAGES
+from nextgpt_mini.profiles import load_profile
+from nextgpt_mini.scaling.params import decoder_counts, full_size_table
+from nextgpt_mini.training.trainer import STAGE_TRAINS
 
 BYTES = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "int8": 1.0, "int4": 0.5 + 1 / 64}
 GB = 1024**3
@@ -86,8 +90,6 @@ def component_counts(profile: ProfileConfig) -> dict[str, int]:
     remembered per profile configuration, since a plan is often asked for several times."""
     key = profile.to_json()
     if key not in _COUNTS:
-        from nextgpt_mini.scaling.params import decoder_counts, full_size_table
-
         counts = {r.module: r.total for r in full_size_table(profile, stage="3")}
         counts.update(decoder_counts(profile))
         _COUNTS[key] = counts
@@ -106,7 +108,7 @@ def _llm_activations(profile: ProfileConfig, batch: int, checkpointing: bool) ->
 
 
 def _decoder_working(profile: ProfileConfig, modality: str) -> float:
-    d = getattr(profile, f"{modality}_decoder")
+    d = profile.decoder(modality)
     if modality == "audio":
         # AudioLDM: a mel spectrogram latent, 8 channels x (seconds * 100 / 4) x 16; small
         frames, h, w = 1, max(int(d.audio_seconds * 100), 1), 64
@@ -123,7 +125,7 @@ def plan(profile: ProfileConfig | str, stage: str | None = None, dtype: str = "f
     profile = load_profile(profile) if isinstance(profile, str) else profile
     if dtype not in BYTES:
         raise ValueError(f"--dtype {dtype!r}: expected one of {', '.join(BYTES)}")
-    if stage is not None and stage not in ("1", "2", "3"):
+    if stage is not None and stage not in STAGES:
         raise ValueError(f"--stage {stage!r}: expected 1, 2 or 3")
     if not gpu_gb > 0:
         raise ValueError(f"--gpu-gb {gpu_gb}: expected a positive size in GB")
@@ -141,15 +143,13 @@ def plan(profile: ProfileConfig | str, stage: str | None = None, dtype: str = "f
         c = profile.llm
         items.append(Item("KV cache and logits", 2 * c.num_layers * c.max_length * c.hidden_size * half
                           + c.max_length * c.vocab_size * 4))
-        sizes = {m: counts[f"{m} decoder"] * half for m in ("image", "video", "audio")}
+        sizes = {m: counts[f"{m} decoder"] * half for m in MODALITIES}
         biggest = max(sizes, key=lambda m: sizes[m] + _decoder_working(profile, m))
         items.append(Item(f"largest decoder on the GPU ({biggest})", sizes[biggest],
                           cpu=sum(v for m, v in sizes.items() if m != biggest), note="the others wait on the CPU"))
         items.append(Item(f"{biggest} decoder working memory", _decoder_working(profile, biggest), note="rough"))
         task = "inference"
     else:
-        from nextgpt_mini.training.trainer import STAGE_TRAINS
-
         trains = STAGE_TRAINS[stage]
         group_rows = {"input_projector": "input projector", "output_projectors": "output projectors",
                       "signal_rows": "signal-token rows", "lora": "LoRA"}

@@ -1,4 +1,4 @@
-"""Parameter accounting: per module, how many parameters, how many train, share of the system.
+"""Chapter 08: parameter accounting: per module, how many parameters, how many train, share of the system.
 
 `parameter_table(parts)` counts live modules (any profile). `full_size_table(profile)` builds the
 profile's encoder and LLM on the meta device (no download, no memory) and adds LoRA and the
@@ -9,9 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
-from nextgpt_mini.config import ProfileConfig, load_profile
+from nextgpt_mini.config import ProfileConfig
+from nextgpt_mini.constants import MODALITIES
+from nextgpt_mini.models.decoders import decoder_parameter_counts
+from nextgpt_mini.models.imagebind import build_encoder
+from nextgpt_mini.models.llm import build_empty_llm, lora_parameter_count
+from nextgpt_mini.models.projectors import OutputProjector
+from nextgpt_mini.profiles import load_profile
+from nextgpt_mini.training.trainer import STAGE_TRAINS
 
 # NExT-GPT's Table 1, in parameters, for comparison.
 PAPER_TABLE_1 = {"ImageBind": 1.2e9, "input projector": 4e6, "LLM": 7e9, "LoRA": 33e6,
@@ -46,31 +54,8 @@ def parameter_table(parts: dict[str, nn.Module | list[nn.Parameter]]) -> list[Ro
     return [Row(name, *count(part)) for name, part in parts.items()]
 
 
-def system_rows(model) -> list[Row]:
-    """The rows of a live `NextGPT` (its encoder counted if loaded)."""
-    llm = model.llm
-    lora = [p for n, p in llm.named_parameters() if "lora_" in n]
-    rows = []
-    if model._encoder is not None:
-        rows.append(Row("ImageBind", *count(model._encoder)))
-    rows.append(Row("input projector", *count(model.input_projector)))
-    base_total, base_train = count([p for n, p in llm.named_parameters() if "lora_" not in n and "new_rows" not in n])
-    rows.append(Row("LLM", base_total, base_train))
-    new_total, new_train = count([p for n, p in llm.named_parameters() if "new_rows" in n])
-    rows.append(Row("signal-token rows", new_total, new_train))
-    if lora:
-        rows.append(Row("LoRA", *count(lora)))
-    for name, proj in getattr(model, "output_projectors", {}).items() if hasattr(model, "output_projectors") else []:
-        rows.append(Row(f"{name} output projector", *count(proj)))
-    return rows
-
-
 def full_size_table(profile: ProfileConfig | str = "paper", stage: str = "3") -> list[Row]:
     """Counts at full size without weights: encoder and LLM built empty, the rest computed."""
-    from nextgpt_mini.models.imagebind import build_encoder
-    from nextgpt_mini.models.llm import build_empty_llm, lora_parameter_count
-    from nextgpt_mini.training.trainer import STAGE_TRAINS
-
     profile = load_profile(profile) if isinstance(profile, str) else profile
     trains = STAGE_TRAINS[stage]
     encoder = build_encoder(profile.encoder, empty=True)
@@ -93,10 +78,8 @@ def full_size_table(profile: ProfileConfig | str = "paper", stage: str = "3") ->
 
 def decoder_counts(profile: ProfileConfig) -> dict[str, int]:
     """{"image decoder": n, ...}: each decoder pipeline's parameters (all its models), built on the
-    meta device from the configs in `decoders.FULL_SIZE_DECODERS` (tiny: the local toy pipelines)."""
-    from nextgpt_mini.models.decoders import decoder_parameter_counts
-
-    return {f"{m} decoder": sum(decoder_parameter_counts(profile, m).values()) for m in ("image", "video", "audio")}
+    meta device from the configs in `decoder_configs.FULL_SIZE_DECODERS` (tiny: the local toy pipelines)."""
+    return {f"{m} decoder": sum(decoder_parameter_counts(profile, m).values()) for m in MODALITIES}
 
 
 def full_size_table_with_decoders(profile: ProfileConfig | str = "paper", stage: str = "3") -> list[Row]:
@@ -107,14 +90,10 @@ def full_size_table_with_decoders(profile: ProfileConfig | str = "paper", stage:
 
 def output_projector_count(profile: ProfileConfig) -> int:
     """The three output projectors' parameters, counted on the meta device (no memory)."""
-    import torch
-
-    from nextgpt_mini.models.projectors import OutputProjector
-
     with torch.device("meta"):
-        return sum(p.numel() for m in ("image", "video", "audio")
-                   for p in OutputProjector(profile.llm.hidden_size, getattr(profile, f"{m}_projector"),
-                                                   getattr(profile.signal_tokens, m)).parameters())
+        return sum(p.numel() for m in MODALITIES
+                   for p in OutputProjector(profile.llm.hidden_size, profile.projector(m),
+                                            getattr(profile.signal_tokens, m)).parameters())
 
 
 def format_table(rows: list[Row], reference: dict[str, float] | None = None) -> str:

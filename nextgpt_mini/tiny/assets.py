@@ -74,7 +74,7 @@ def build_system(out: Path, quick: bool = False) -> list[Path]:
     encoder and LLM it was trained on, so a test notices when they change and it must be rebuilt."""
     import tempfile
 
-    from nextgpt_mini.config import load_profile
+    from nextgpt_mini.profiles import load_profile
     from nextgpt_mini.tiny.demo import summary_lines, train_stages
 
     # one thread, as `demo` trains: the sums then run in the same order, so on the same CPU the

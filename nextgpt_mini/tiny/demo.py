@@ -13,17 +13,17 @@ import html
 import time
 from pathlib import Path
 
-from nextgpt_mini.config import load_profile
 from nextgpt_mini.encode import Text, encode
 from nextgpt_mini.files import save_audio, save_image, save_video
 from nextgpt_mini.generation import save_result
 from nextgpt_mini.models.decoders import Decoders
 from nextgpt_mini.models.imagebind_weights import load_encoder
 from nextgpt_mini.models.nextgpt import NextGPT
+from nextgpt_mini.profiles import load_profile
 from nextgpt_mini.tiny import world as tw
-from nextgpt_mini.tiny.tokenizer import load_tiny_tokenizer
 from nextgpt_mini.tiny.data import reading_report, run_stage1, run_stage2, run_stage3
 from nextgpt_mini.tiny.dialogues import toy_dialogues
+from nextgpt_mini.tiny.tokenizer import load_tiny_tokenizer
 from nextgpt_mini.training.report import summary_lines
 from nextgpt_mini.utils import atomic_write_text, torch_threads
 

@@ -78,7 +78,7 @@ class ToyDecoder:
     """Conditioning -> the nearest caption of the world (by the decoder's own targets) -> rendered."""
 
     def __init__(self, decoder, distance: str = "l2"):
-        from nextgpt_mini.models.decoders import distance as distance_fn
+        from nextgpt_mini.losses import distance as distance_fn
 
         self.modality = decoder.modality
         self.bank = all_items(self.modality)

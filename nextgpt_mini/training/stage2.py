@@ -178,7 +178,7 @@ def project_captions(model, data: TargetSet, template: str | None = None, batch_
 
 def pairwise_distance(pred: torch.Tensor, targets: torch.Tensor, kind: str = "l2") -> torch.Tensor:
     """[N, M]: distance of each projected conditioning to each target."""
-    from nextgpt_mini.models.decoders import distance
+    from nextgpt_mini.losses import distance
 
     n, m = pred.shape[0], targets.shape[0]
     a = pred[:, None].expand(n, m, *pred.shape[1:]).reshape(n * m, *pred.shape[1:])

@@ -47,7 +47,7 @@ class ClapSettings:
 
 def caption_targets(text_model, tokenizer, captions: list[str]) -> torch.Tensor:
     """Unit CLAP text vectors, as AudioLDM's pipeline computes them."""
-    from nextgpt_mini.models.decoders import TINY_TEXT_LENGTH
+    from nextgpt_mini.tiny.pipelines import TINY_TEXT_LENGTH
 
     ids = tokenizer(captions, padding="max_length", max_length=TINY_TEXT_LENGTH, truncation=True, return_tensors="pt")
     return F.normalize(text_model(input_ids=ids.input_ids, attention_mask=ids.attention_mask).text_embeds, dim=-1)
@@ -78,9 +78,9 @@ def pretrain_clap_text(settings: ClapSettings | None = None, progress: bool = Tr
     """Train the tiny CLAP text encoder; return (text model, report of numbers before and after)."""
     from tqdm.auto import tqdm
 
-    from nextgpt_mini.config import load_profile
-    from nextgpt_mini.models.decoders import tiny_clap_text_model, tiny_decoder_tokenizer
     from nextgpt_mini.models.imagebind_weights import load_encoder
+    from nextgpt_mini.profiles import load_profile
+    from nextgpt_mini.tiny.pipelines import tiny_clap_text_model, tiny_decoder_tokenizer
     from nextgpt_mini.training.stage1 import toy_pairs
     from nextgpt_mini.utils import torch_threads
 

@@ -599,7 +599,7 @@ def load_pretrained_encoder(cfg: EncoderConfig, device: torch.device | str | Non
 def build_tiny_encoder(out: Path, quick: bool = False) -> list[Path]:
     """`nextgpt-mini build-tiny encoder`: pretrain the tiny profile's encoder, print its held-out
     retrieval, write `out/tiny_imagebind.safetensors`. quick=True: a few steps, to test the code."""
-    from nextgpt_mini.config import load_profile
+    from nextgpt_mini.profiles import load_profile
     from nextgpt_mini.utils import ASSETS
 
     out = Path(out)

@@ -87,7 +87,7 @@ class PretrainConfig:
 # --------------------------------------------------------------------------------------------
 def lm_segments(turns: list[dict]):
     """A dialogue's NExT-GPT segments without media: the slots and their `<Img>`/`</Img>` wrappers go."""
-    from nextgpt_mini.models.llm import MEDIA_END, MEDIA_START
+    from nextgpt_mini.models.signal_tokens import MEDIA_END, MEDIA_START
 
     segs = dialogue_segments(turns, "nextgpt", signal_tokens=None)
     return [s for s in segs if s.media is None and s.text not in (MEDIA_START, MEDIA_END)]
@@ -434,7 +434,7 @@ SAMPLE_CAPTIONS = ("a big green", "an orange square moving")
 
 def tiny_llm_tokenizer(tokenizer):
     """The tiny tokenizer plus the media wrappers `<Img>`, `</Img>` (ids 485, 486)."""
-    from nextgpt_mini.models.llm import MEDIA_END, MEDIA_START
+    from nextgpt_mini.models.signal_tokens import MEDIA_END, MEDIA_START
 
     tokenizer.add_tokens([MEDIA_START, MEDIA_END], special_tokens=True)
     return tokenizer
@@ -477,7 +477,7 @@ def _save_atomically(model, tokenizer, out: Path) -> list[Path]:
 
 def build_tiny_llm(out: Path, quick: bool = False, progress: bool = True) -> list[Path]:
     """Pretrain the tiny LLM and save it (model + tokenizer files) to `out`; returns the files."""
-    from nextgpt_mini.config import load_profile
+    from nextgpt_mini.profiles import load_profile
     from nextgpt_mini.tiny.tokenizer import load_tiny_tokenizer
     from nextgpt_mini.utils import ASSETS
 

@@ -1,0 +1,9 @@
+"""Chapters 00-09: names every part of the package agrees on.
+
+NExT-GPT generates three output modalities and trains in three stages (1: encoder side, 2: decoder
+side, 3: instruction tuning); stage names are strings because they key `TrainConfig.steps` and the
+saved config.json.
+"""
+
+MODALITIES = ("image", "video", "audio")
+STAGES = ("1", "2", "3")
