@@ -56,9 +56,9 @@ def cmd_make_samples(args) -> int:
 
 
 def cmd_build_tiny(args) -> int:
-    from nextgpt_mini.tiny import assets as tiny_assets
+    from nextgpt_mini.tiny.build import build
 
-    return tiny_assets.build(args.what, out=args.out, quick=args.quick)
+    return build(args.what, out=args.out, quick=args.quick)
 
 
 def cmd_encode(args) -> int:

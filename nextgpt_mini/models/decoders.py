@@ -96,10 +96,10 @@ def tiny_clap_weights() -> dict[str, torch.Tensor]:
     """The shipped pretrained CLAP text encoder (see `clap_pretrain` for why it is not random)."""
     from safetensors.torch import load_file
 
-    from nextgpt_mini.tiny.pretrain.clap import WEIGHTS_FILE
+    from nextgpt_mini.tiny.registry import CLAP_TEXT_WEIGHTS
     from nextgpt_mini.utils import ASSETS
 
-    path = ASSETS / WEIGHTS_FILE
+    path = ASSETS / CLAP_TEXT_WEIGHTS
     if not path.is_file():
         raise FileNotFoundError(f"{path}: the tiny audio decoder's text encoder is missing; "
                                 "rebuild it with `nextgpt-mini build-tiny clap`")
