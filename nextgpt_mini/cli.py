@@ -64,9 +64,9 @@ def _add_make_samples_parser(sub) -> None:
 
 
 def cmd_build_tiny(args) -> int:
-    from nextgpt_mini.tiny import assets as tiny_assets
+    from nextgpt_mini.tiny.build import build
 
-    return tiny_assets.build(args.what, out=args.out, quick=args.quick)
+    return build(args.what, out=args.out, quick=args.quick)
 
 
 def _add_build_tiny_parser(sub) -> None:

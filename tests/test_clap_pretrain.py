@@ -4,9 +4,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from nextgpt_mini.tiny.pretrain import clap as C
 from nextgpt_mini.models.decoders import Decoders
 from nextgpt_mini.tiny.pipelines import tiny_clap_text_model, tiny_decoder_tokenizer
+from nextgpt_mini.tiny.pretrain import clap as C
+from nextgpt_mini.tiny.registry import CLAP_TEXT_WEIGHTS
 from nextgpt_mini.tiny.toy_decoder import all_items
 from nextgpt_mini.utils import ASSETS
 
@@ -28,13 +29,14 @@ def test_the_shipped_audio_decoder_gives_every_sound_caption_its_own_structured_
 
 
 def test_quick_build_learns_and_writes_weights_the_decoder_loads(tmp_path):
-    _, report = C.pretrain_clap_text(C.ClapSettings.quick(), progress=False)
+    _, report = C.pretrain_clap_text(C.ClapPretrainSettings.quick(), progress=False)
     first, last = report["loss"]
     assert last < first, report
-    (path,) = C.build_tiny_clap_text(tmp_path, quick=True)
+    (path,), lines = C.build_tiny_clap_text(tmp_path, quick=True)
     fresh = tiny_clap_text_model(len(tiny_decoder_tokenizer()))
     fresh.load_state_dict(load_file(str(path)))  # strict: every weight present, no stray one
-    assert path.name == C.WEIGHTS_FILE and not list(tmp_path.glob("*.tmp"))
+    assert path.name == CLAP_TEXT_WEIGHTS and not list(tmp_path.glob("*.tmp"))
+    assert "held-out sounds -> their caption" in lines[-1]
 
 
 def test_quick_build_refuses_to_overwrite_the_shipped_weights():
@@ -44,16 +46,16 @@ def test_quick_build_refuses_to_overwrite_the_shipped_weights():
 
 def test_missing_clap_weights_say_how_to_rebuild_them(tmp_path, monkeypatch):
     from nextgpt_mini import utils
-    from nextgpt_mini.tiny import pipelines
+    from nextgpt_mini.models import decoders
 
     monkeypatch.setattr(utils, "ASSETS", tmp_path)
     with pytest.raises(FileNotFoundError, match="build-tiny clap"):
-        pipelines.tiny_clap_weights()
+        decoders.tiny_clap_weights()
 
 
 def test_rebuilding_reproduces_the_shipped_weights(tmp_path):
-    (path,) = C.build_tiny_clap_text(tmp_path)  # the full build: 25 s
-    shipped = load_file(str(ASSETS / C.WEIGHTS_FILE))
+    (path,), _ = C.build_tiny_clap_text(tmp_path)  # the full build: 25 s
+    shipped = load_file(str(ASSETS / CLAP_TEXT_WEIGHTS))
     rebuilt = load_file(str(path))
     assert set(rebuilt) == set(shipped)
     for name, value in shipped.items():

@@ -10,14 +10,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nextgpt_mini.profiles import load_profile
-from nextgpt_mini.tiny import assets as tiny_assets
-from nextgpt_mini.cli import main
-from nextgpt_mini.tiny import world as tw
 from nextgpt_mini import processing as pp
-from nextgpt_mini.tiny.pretrain import encoder as P
-from nextgpt_mini.models.imagebind_weights import load_encoder
+from nextgpt_mini.cache import sha256_file
+from nextgpt_mini.cli import main
 from nextgpt_mini.files import read_video_frames, save_video
+from nextgpt_mini.models.imagebind_weights import load_encoder
+from nextgpt_mini.profiles import load_profile
+from nextgpt_mini.tiny import world as tw
+from nextgpt_mini.tiny.build import build
+from nextgpt_mini.tiny.pretrain import encoder as P
+from nextgpt_mini.tiny.pretrain import encoder_train as T
+from nextgpt_mini.tiny.registry import ENCODER_WEIGHTS, read_manifest
 from nextgpt_mini.utils import ASSETS
 
 
@@ -62,7 +65,7 @@ def test_frames_to_tensor_is_load_video_after_decoding(tmp_path, tiny, kind):
 
 
 def test_toy_set_tensors_have_the_loader_shapes(tiny):
-    s = P.PretrainSettings.quick(n_images=3, n_videos=2, progress=False)
+    s = P.EncoderPretrainSettings.quick(n_images=3, n_videos=2, progress=False)
     data = P.render_toy_set(tiny, s)
     assert data.images.shape == (3, 3, 48, 48) and data.stills.shape == (2, 3, 48, 48)
     assert data.videos.shape == (2, 2, 3, 2, 48, 48) and data.audio.shape == (2, 2, 1, 32, 100)
@@ -78,18 +81,18 @@ def test_contrastive_loss_is_symmetric_infonce_and_counts_duplicates_as_positive
     logits = 20 * F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T
     t = torch.arange(6)
     plain = 0.5 * (F.cross_entropy(logits, t) + F.cross_entropy(logits.T, t))
-    torch.testing.assert_close(P.contrastive_loss(a, b, 20.0), plain)
-    torch.testing.assert_close(P.contrastive_loss(a, b, 20.0, torch.arange(6) * 7), plain)  # distinct keys
+    torch.testing.assert_close(T.contrastive_loss(a, b, 20.0), plain)
+    torch.testing.assert_close(T.contrastive_loss(a, b, 20.0, torch.arange(6) * 7), plain)  # distinct keys
     key = torch.tensor([5, 5, 1, 2, 3, 4])
     # Identical captions give identical text rows: then the keyed loss *is* plain InfoNCE.
     b_same = b.clone()
     b_same[1] = b_same[0]
-    torch.testing.assert_close(P.contrastive_loss(a, b_same, 20.0, key), P.contrastive_loss(a, b_same, 20.0))
+    torch.testing.assert_close(T.contrastive_loss(a, b_same, 20.0, key), T.contrastive_loss(a, b_same, 20.0))
     # Two renders of one object, matched crosswise (image 0 looks like sound 1 and vice versa):
     # plain InfoNCE calls that wrong, the keyed loss does not.
     b_cross = a.clone()
     b_cross[[0, 1]] = a[[1, 0]]
-    assert P.contrastive_loss(a, b_cross, 20.0, key) < P.contrastive_loss(a, b_cross, 20.0) - 1.0
+    assert T.contrastive_loss(a, b_cross, 20.0, key) < T.contrastive_loss(a, b_cross, 20.0) - 1.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -103,10 +106,10 @@ def test_attribute_loss_is_zero_shot_cross_entropy_per_attribute():
     right = torch.stack([F.normalize(phrases[0][0], dim=0) + F.normalize(phrases[1][4], dim=0),
                          F.normalize(phrases[0][2], dim=0) + F.normalize(phrases[1][1], dim=0)])
     wrong = right[[1, 0]]
-    assert P.attribute_loss(right, labels, phrases, 20.0) < P.attribute_loss(wrong, labels, phrases, 20.0)
+    assert T.attribute_loss(right, labels, phrases, 20.0) < T.attribute_loss(wrong, labels, phrases, 20.0)
     by_hand = 0.5 * sum(F.cross_entropy(20.0 * F.normalize(right, dim=-1) @ F.normalize(p, dim=-1).T, labels[:, a])
                         for a, p in enumerate(phrases))
-    torch.testing.assert_close(P.attribute_loss(right, labels, phrases, 20.0), by_hand)
+    torch.testing.assert_close(T.attribute_loss(right, labels, phrases, 20.0), by_hand)
 
 
 def test_attribute_labels_index_the_phrases_each_caption_uses():
@@ -121,8 +124,8 @@ def test_attribute_labels_index_the_phrases_each_caption_uses():
 
 
 def test_quick_pretraining_lowers_both_losses_and_returns_a_frozen_model(tiny):
-    settings = P.PretrainSettings.quick(progress=False)
-    model, history = P.pretrain_encoder(tiny, settings)
+    settings = P.EncoderPretrainSettings.quick(progress=False)
+    model, history = T.pretrain_encoder(tiny, settings)
     for stage in ("clip", "bind"):
         losses = [h["loss"] for h in history if h["stage"] == stage]
         assert len(losses) == 12
@@ -131,10 +134,10 @@ def test_quick_pretraining_lowers_both_losses_and_returns_a_frozen_model(tiny):
 
 
 def test_pretraining_is_deterministic_for_a_seed(tiny):
-    settings = P.PretrainSettings.quick(n_images=16, n_videos=16, clip_steps=3, bind_steps=3, batch_size=8,
+    settings = P.EncoderPretrainSettings.quick(n_images=16, n_videos=16, clip_steps=3, bind_steps=3, batch_size=8,
                                         progress=False)
     data = P.render_toy_set(tiny, settings)
-    (m1, _), (m2, _) = P.pretrain_encoder(tiny, settings, data), P.pretrain_encoder(tiny, settings, data)
+    (m1, _), (m2, _) = T.pretrain_encoder(tiny, settings, data), T.pretrain_encoder(tiny, settings, data)
     s1, s2 = m1.state_dict(), m2.state_dict()
     assert all(torch.equal(s1[k], s2[k]) for k in s1)
 
@@ -143,7 +146,7 @@ def test_build_tiny_encoder_quick_writes_weights_that_load(tmp_path, tiny, capsy
     assert main(["build-tiny", "encoder", "--quick", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "held-out retrieval" in out and "audio -> image" in out
-    weights = tmp_path / P.WEIGHTS_FILE
+    weights = tmp_path / ENCODER_WEIGHTS
     model = load_encoder(dataclasses.replace(tiny, weights=str(weights)))
     assert not model.training and not any(p.requires_grad for p in model.parameters())
     assert weights.stat().st_size < 4e6
@@ -151,16 +154,16 @@ def test_build_tiny_encoder_quick_writes_weights_that_load(tmp_path, tiny, capsy
 
 def test_quick_build_refuses_to_overwrite_the_shipped_weights():
     with pytest.raises(ValueError, match="--out"):
-        tiny_assets.build("encoder", quick=True)
+        build("encoder", quick=True)
 
 
 # --------------------------------------------------------------------------------------------
 # The shipped weights
 # --------------------------------------------------------------------------------------------
 def test_shipped_weights_are_in_the_manifest():
-    manifest = tiny_assets.read_manifest()
-    assert P.WEIGHTS_FILE in manifest
-    assert tiny_assets.sha256_file(ASSETS / P.WEIGHTS_FILE) == manifest[P.WEIGHTS_FILE]
+    manifest = read_manifest()
+    assert ENCODER_WEIGHTS in manifest
+    assert sha256_file(ASSETS / ENCODER_WEIGHTS) == manifest[ENCODER_WEIGHTS]
 
 
 @pytest.fixture(scope="module")

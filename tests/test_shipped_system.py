@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from nextgpt_mini.tiny import assets as tiny_assets
 from nextgpt_mini.models.decoders import Decoders
 from nextgpt_mini.models.nextgpt import NextGPT
+from nextgpt_mini.tiny.registry import system_base_hashes
 from nextgpt_mini.training.stage3 import behaviour_report, heldout_dialogues, reading_report
 from nextgpt_mini.utils import ASSETS, torch_threads
 
@@ -24,7 +24,7 @@ def system():
 
 def test_shipped_system_was_trained_on_the_shipped_encoder_llm_and_audio_decoder():
     config = json.loads((ASSETS / "tiny_system" / "config.json").read_text())
-    assert config["trained_on"] == tiny_assets.system_base_hashes(), \
+    assert config["trained_on"] == system_base_hashes(), \
         "the encoder, LLM or CLAP text encoder changed since the system was built: run `nextgpt-mini build-tiny system`"
 
 

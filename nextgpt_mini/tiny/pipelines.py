@@ -9,9 +9,12 @@ AudioLDM's CLAP text encoder is pretrained and shipped (`tiny/pretrain/clap.py`)
 from __future__ import annotations
 
 import torch
+from safetensors.torch import load_file
 
 from nextgpt_mini.models.decoders import diffusers_classes
+from nextgpt_mini.tiny.registry import CLAP_TEXT_WEIGHTS
 from nextgpt_mini.tiny.tokenizer import load_tiny_tokenizer
+from nextgpt_mini.utils import ASSETS
 
 TINY_TEXT_LENGTH = 16  # the tiny decoders' tokenizer length (the paper's CLIP: 77)
 TINY_WIDTH = 32  # the tiny decoders' text width (the paper's: 768 / 1024 / 512)
@@ -50,12 +53,7 @@ def tiny_clap_text_model(vocab_size: int):
 
 def tiny_clap_weights() -> dict[str, torch.Tensor]:
     """The shipped pretrained CLAP text encoder (see `tiny/pretrain/clap.py` for why it is not random)."""
-    from safetensors.torch import load_file
-
-    from nextgpt_mini.tiny.pretrain.clap import WEIGHTS_FILE
-    from nextgpt_mini.utils import ASSETS
-
-    path = ASSETS / WEIGHTS_FILE
+    path = ASSETS / CLAP_TEXT_WEIGHTS
     if not path.is_file():
         raise FileNotFoundError(f"{path}: the tiny audio decoder's text encoder is missing; "
                                 "rebuild it with `nextgpt-mini build-tiny clap`")

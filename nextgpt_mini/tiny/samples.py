@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from nextgpt_mini.data import mosit
 from nextgpt_mini.files import save_audio, save_image, save_video
 from nextgpt_mini.tiny import world as tw
+from nextgpt_mini.tiny.dialogues import TASKS, toy_dialogues
 from nextgpt_mini.utils import atomic_write_text
 
 N_IMAGES, N_AUDIO, N_VIDEOS, N_DIALOGUES = 12, 8, 6, 33
@@ -69,7 +69,7 @@ def make_samples(out_dir: str | Path = "data_samples", seed: int = 0) -> dict[st
         out / "README.md",
         README.format(
             seed=seed, n_images=N_IMAGES, image_size=IMAGE_SIZE, n_audio=N_AUDIO, n_videos=N_VIDEOS,
-            video_size=VIDEO_SIZE, fps=VIDEO_FPS, n_dialogues=N_DIALOGUES, tasks=", ".join(mosit.TASKS), held_out=held,
+            video_size=VIDEO_SIZE, fps=VIDEO_FPS, n_dialogues=N_DIALOGUES, tasks=", ".join(TASKS), held_out=held,
         ),
     )
     return counts
@@ -123,7 +123,7 @@ def _write_videos(out: Path, seed: int) -> int:
 
 
 def _write_dialogues(out: Path, seed: int) -> int:
-    dialogues = mosit.toy_dialogues(N_DIALOGUES, seed=seed, split="any")
+    dialogues = toy_dialogues(N_DIALOGUES, seed=seed, split="any")
     media_dir = out / "mosit" / "media"
     if media_dir.exists():
         shutil.rmtree(media_dir)

@@ -1,4 +1,4 @@
-"""The tiny profile's tokenizer: a byte-level BPE trained on the toy world's text.
+"""Chapter 01: the tiny profile's tokenizer: a byte-level BPE trained on the toy world's text.
 
 The paper's models come with their own tokenizers (CLIP's BPE for ImageBind's text path, LLaMA's
 SentencePiece for Vicuna). The tiny profile trains one small byte-level BPE on the toy world's
@@ -11,31 +11,32 @@ Special tokens: `<pad>` = 0 (ImageBind pads text with 0), `<s>` = 1, `</s>` = 2.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+from nextgpt_mini.tiny import world as tw
+from nextgpt_mini.tiny.dialogues import dialogue_text, toy_dialogues
+from nextgpt_mini.tiny.registry import TOKENIZER_FOLDER, ref
 from nextgpt_mini.utils import asset_path, atomic_write_text
 
 PAD, BOS, EOS = "<pad>", "<s>", "</s>"
 SPECIAL_TOKENS = [PAD, BOS, EOS]
-TINY_TOKENIZER = "package:tiny_tokenizer"
+TINY_TOKENIZER = ref(TOKENIZER_FOLDER)
 
 
 def toy_corpus(n_items: int = 3000, n_dialogues: int = 3000, seed: int = 0) -> list[str]:
     """Every kind of sentence the toy world writes: captions of each modality, and dialogues."""
-    from nextgpt_mini.data import mosit
-    from nextgpt_mini.tiny import world as tw
-
     lines = []
     for modality in ("image", "video", "audio"):
         lines += [item.caption for item in tw.sample_items(modality, n_items, seed=seed, split="any")]
-    lines += [mosit.dialogue_text(d) for d in mosit.toy_dialogues(n_dialogues, seed=seed, split="any")]
+    lines += [dialogue_text(d) for d in toy_dialogues(n_dialogues, seed=seed, split="any")]
     return lines
 
 
 def train_tiny_tokenizer(vocab_size: int = 512, seed: int = 0):
     """Train the byte-level BPE; returns a `tokenizers.Tokenizer`. Deterministic for a seed."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -52,8 +53,6 @@ def train_tiny_tokenizer(vocab_size: int = 512, seed: int = 0):
 
 def save_tiny_tokenizer(tok, folder: str | Path) -> Path:
     """Write tokenizer.json and a transformers config so `AutoTokenizer.from_pretrained` loads it."""
-    import json
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "tokenizer.json", tok.to_str(pretty=True))
@@ -79,3 +78,12 @@ def load_tiny_tokenizer(ref: str = TINY_TOKENIZER):
             f"{folder}: no tokenizer.json; rebuild it with `nextgpt-mini build-tiny tokenizer`"
         )
     return PreTrainedTokenizerFast.from_pretrained(str(folder))
+
+
+def build_tiny_tokenizer(out: Path, quick: bool = False) -> tuple[list[Path], list[str]]:
+    """`nextgpt-mini build-tiny tokenizer` (seconds, so `quick` builds the full one); returns
+    (files, the measured numbers as lines)."""
+    tok = train_tiny_tokenizer()
+    save_tiny_tokenizer(tok, out)
+    lines = [f"tokenizer: {tok.get_vocab_size()} tokens (byte-level BPE on the toy world's text)"]
+    return [Path(out) / "tokenizer.json", Path(out) / "tokenizer_config.json"], lines

@@ -20,8 +20,8 @@ import itertools
 import torch
 from PIL import Image
 
-from nextgpt_mini.data import mosit
 from nextgpt_mini.tiny import world as tw
+from nextgpt_mini.tiny.dialogues import toy_dialogues
 
 __all__ = ["RENDER", "ToyDecoder", "all_items", "render", "sound_sources", "toy_samples"]
 
@@ -100,7 +100,7 @@ def toy_samples(task: str, n: int, seed: int) -> list[dict]:
     """Held-out requests of one task, from the MosIT toy dialogues (test split: half of their
     objects are colour+shape pairs no trained stage saw). Generation tasks give
     {prompt, caption, reference}; media->text tasks give {prompt, media, references}."""
-    dialogues = mosit.toy_dialogues(n, seed=seed, split="test", tasks=(task,))
+    dialogues = toy_dialogues(n, seed=seed, split="test", tasks=(task,))
     out = []
     for k, d in enumerate(dialogues):
         user, reply = d["turns"][0], d["turns"][1]
