@@ -278,4 +278,6 @@ def _coerce(value: Any, current: Any, key: str) -> Any:
         return str(value)
     elif isinstance(current, (list, tuple)) and isinstance(value, (list, tuple)):
         return type(current)(value)
+    elif isinstance(current, dict) and isinstance(value, dict):
+        return dict(value)  # e.g. train.stage_overrides={"1": {"batch_size": 4}}
     raise ValueError(f"{key}: expected a value like {current!r}, got {value!r}")

@@ -7,3 +7,4 @@ saved config.json.
 
 MODALITIES = ("image", "video", "audio")
 STAGES = ("1", "2", "3")
+CHECKPOINT = "checkpoint"  # the trainer's checkpoint folder inside a `train` output folder

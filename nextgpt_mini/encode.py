@@ -41,16 +41,8 @@ from nextgpt_mini.data.pairs import read_pairs
 from nextgpt_mini.hub import resolve_weights
 from nextgpt_mini.models.imagebind import build_encoder
 from nextgpt_mini.models.imagebind_weights import load_encoder
-from nextgpt_mini.processing import (
-    AUDIO_EXTENSIONS,
-    IMAGE_EXTENSIONS,
-    VIDEO_EXTENSIONS,
-    MediaError,
-    MediaNotFoundError,
-    load_media,
-    load_text_tokenizer,
-    modality_of,
-)
+from nextgpt_mini.processing import MediaError, load_media, load_text_tokenizer
+from nextgpt_mini.processing.inputs import MODALITIES, InputLike, ResolvedInput, Text, resolve_inputs
 from nextgpt_mini.utils import atomic_path, pick_device
 
 __all__ = [
@@ -65,81 +57,9 @@ __all__ = [
     "resolve_inputs",
 ]
 
-MEDIA_EXTENSIONS = frozenset(IMAGE_EXTENSIONS + AUDIO_EXTENSIONS + VIDEO_EXTENSIONS)
-MODALITIES = ("image", "video", "audio", "text")
 # Seed of the random weights used when `encoder.weights` is None: fixed, so that two processes
 # build the same encoder (and the cache, keyed by the state dict's hash, hits across runs).
 RANDOM_WEIGHTS_SEED = 0
-
-InputLike = str | os.PathLike
-
-
-class Text(str):
-    """An input that is text whatever it looks like: `Text("photo.png")` is the words "photo.png"."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return f"Text({str.__repr__(self)})"
-
-
-@dataclass(frozen=True)
-class ResolvedInput:
-    """One resolved input: `source` is the path (files) or the text itself."""
-
-    modality: str  # "image" | "video" | "audio" | "text"
-    source: str
-    path: Path | None = None
-
-    @property
-    def is_file(self) -> bool:
-        return self.path is not None
-
-
-# --------------------------------------------------------------------------------------------
-# Resolving inputs
-# --------------------------------------------------------------------------------------------
-def _is_existing_file(text: str) -> bool:
-    if not text or "\n" in text or len(text) > 4096:
-        return False
-    try:
-        return Path(text).expanduser().is_file()
-    except (OSError, ValueError):  # a name too long for the OS, a NUL byte...
-        return False
-
-
-def _has_media_extension(text: str) -> bool:
-    if "\n" in text:
-        return False
-    return Path(text).suffix.lower().lstrip(".") in MEDIA_EXTENSIONS
-
-
-def resolve_input(x: InputLike) -> ResolvedInput:
-    """Decide what one input is; raise MediaError for a missing file or unsupported extension."""
-    if isinstance(x, Text):
-        return ResolvedInput("text", str(x))
-    if isinstance(x, os.PathLike):
-        path = Path(x)
-    elif isinstance(x, str):
-        if not (_is_existing_file(x) or _has_media_extension(x)):
-            return ResolvedInput("text", x)
-        path = Path(x)
-    else:
-        raise TypeError(f"encode inputs are file paths or strings, got {type(x).__name__}: {x!r}")
-    path = path.expanduser()
-    if not path.exists():
-        raise MediaNotFoundError(f"{path}: no such file")
-    if not path.is_file():
-        raise MediaError(f"{path}: not a regular file")
-    return ResolvedInput(modality_of(path), str(path), path)  # modality_of names unsupported extensions
-
-
-def resolve_inputs(inputs: InputLike | Iterable[InputLike]) -> list[ResolvedInput]:
-    """`resolve_input` over a list (a single string or path counts as a list of one)."""
-    if isinstance(inputs, (str, os.PathLike)):
-        inputs = [inputs]
-    return [resolve_input(x) for x in inputs]
-
 
 # --------------------------------------------------------------------------------------------
 # The encoder

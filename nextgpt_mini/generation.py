@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from nextgpt_mini.constants import MODALITIES
+from nextgpt_mini.encode import encode
+from nextgpt_mini.models.decoders import Decoders
 from nextgpt_mini.models.signal_tokens import complete_runs
+from nextgpt_mini.processing import modality_of
 from nextgpt_mini.prompts import STOP, collate, dialogue_segments, embed_with_media, tokenize_segments
-
-MODALITIES = ("image", "video", "audio")
+from nextgpt_mini.utils import atomic_write_text
 
 
 @dataclass
@@ -46,9 +50,6 @@ class GenerationResult:
 
 def _media_inputs(model, media) -> list[dict]:
     """Paths or (modality, embedding) pairs -> [{"modality", "embedding"}] (embeddings unit-norm)."""
-    from nextgpt_mini.encode import encode
-    from nextgpt_mini.processing import modality_of
-
     items = []
     paths = [m for m in media if isinstance(m, (str, os.PathLike))]
     embedded = encode([str(p) for p in paths], encoder=model.encoder, cfg=model.profile.encoder, progress=False) if paths else []
@@ -79,6 +80,63 @@ def prompt_example(model, turns: list[dict]):
 
 
 @torch.no_grad()
+def reply_ids(model, batch: dict, soft: list, max_new_tokens: int, stop: bool = True, temperature: float = 0.0,
+              top_p: float = 1.0) -> torch.Tensor:
+    """The LLM's continuation of a tokenized batch whose media slots take `soft` tokens: [B, new].
+
+    The one decoding loop of the package: generation, the stages' evaluations and the toy suite
+    all read replies through it. Greedy unless `temperature` > 0. With `stop`, a row ends at the
+    template's stop string (several tokens in some tokenizers, hence a string, not an id)."""
+    embeds = embed_with_media(model.llm.get_input_embeddings(), batch["input_ids"], soft)
+    sample = temperature > 0
+    until = {"stop_strings": [STOP], "tokenizer": model.tokenizer} if stop else {}
+    return model.llm.generate(
+        inputs_embeds=embeds, attention_mask=batch["attention_mask"], max_new_tokens=max_new_tokens,
+        do_sample=sample, temperature=temperature if sample else None, top_p=top_p if sample else None,
+        pad_token_id=model.tokenizer.pad_token_id, eos_token_id=model.tokenizer.eos_token_id, **until,
+    )
+
+
+def cut_at_stop(ids: list[int], tokenizer) -> list[int]:
+    """The reply's tokens that lie wholly before the stop string ("\n###" may span several tokens)."""
+    for k in range(len(ids)):
+        text = tokenizer.decode(ids[: k + 1])
+        if STOP in text:
+            start = text.index(STOP)
+            j = k
+            while j > 0 and len(tokenizer.decode(ids[:j])) > start:
+                j -= 1
+            return ids[:j]
+    return ids
+
+
+def complete_signal_runs(ids: list[int], signal_ids: dict[str, list[int]], max_per_modality: int = 1):
+    """The answer with every run of signal tokens made whole ([IMG0][IMG1] -> [IMG0]..[IMG3]),
+    runs beyond `max_per_modality` per modality dropped. Returns (ids, runs, completed modalities)."""
+    lookup = {i: m for m, group in signal_ids.items() for i in group}
+    out, runs, completed = [], [], []
+    count = {m: 0 for m in signal_ids}
+    k = 0
+    while k < len(ids):
+        m = lookup.get(ids[k])
+        if m is None:
+            out.append(ids[k])
+            k += 1
+            continue
+        start = k
+        while k < len(ids) and lookup.get(ids[k]) == m:
+            k += 1
+        if count[m] >= max_per_modality:
+            continue
+        if ids[start:k] != signal_ids[m]:
+            completed.append(m)
+        count[m] += 1
+        runs.append((m, len(out), len(out) + len(signal_ids[m])))
+        out.extend(signal_ids[m])
+    return out, runs, completed
+
+
+@torch.no_grad()
 def generate(model, prompt: str, media: list | None = None, history: list[dict] | None = None, decoders=None,
              max_new_tokens: int | None = None, temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
              max_per_modality: int = 1, steps: int | None = None, guidance_scale: float | None = None,
@@ -89,8 +147,6 @@ def generate(model, prompt: str, media: list | None = None, history: list[dict] 
     projector and decoder run even when the LLM did not ask for them. For evaluating the
     generation path apart from the decision to generate (which signal-token accuracy measures).
     `decode=False` stops at the conditioning (`result.conditioning`): no decoder runs."""
-    from nextgpt_mini.training.stage3 import cut_at_stop
-
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError("prompt: expected a non-empty string")
     if require is not None and require not in model.signal.ids:
@@ -102,17 +158,10 @@ def generate(model, prompt: str, media: list | None = None, history: list[dict] 
         raise ValueError(f"the conversation is longer than the LLM's {model.profile.llm.max_length} tokens: "
                          "start a new one (history=None) or shorten the prompt")
     device = model.device
-    batch = model._on_device(collate([ex], model.tokenizer.pad_token_id))
+    batch = model.on_device(collate([ex], model.tokenizer.pad_token_id))
     soft = model.soft_tokens([torch.stack(media_emb) if media_emb else None])
-    embeds = embed_with_media(model.llm.get_input_embeddings(), batch["input_ids"], soft)
     torch.manual_seed(seed)
-    sample = temperature > 0
-    ids = model.llm.generate(
-        inputs_embeds=embeds, attention_mask=batch["attention_mask"], max_new_tokens=max_new_tokens or 64,
-        do_sample=sample, temperature=temperature if sample else None, top_p=top_p if sample else None,
-        pad_token_id=model.tokenizer.pad_token_id, eos_token_id=model.tokenizer.eos_token_id,
-        stop_strings=[STOP], tokenizer=model.tokenizer,
-    )[0].tolist()
+    ids = reply_ids(model, batch, soft, max_new_tokens or 64, temperature=temperature, top_p=top_p)[0].tolist()
     raw = cut_at_stop([i for i in ids if i != model.tokenizer.eos_token_id], model.tokenizer)
     forced = [require] if require is not None and not set(raw) & set(model.signal.ids[require]) else []
     answer, runs, completed = complete_runs(raw + [i for m in forced for i in model.signal.ids[m]],
@@ -129,8 +178,6 @@ def generate(model, prompt: str, media: list | None = None, history: list[dict] 
     result = GenerationResult(text=text, token_ids=raw, completed=completed, forced=forced,
                               conditioning={m: cond for m, (cond, _) in projected.items()})
     if runs and decode:
-        from nextgpt_mini.models.decoders import Decoders
-
         decoders = decoders or Decoders(model.profile)
         for m, (cond, index) in projected.items():
             made = decoders[m].generate(cond.float(), seed=seed, steps=steps, guidance_scale=guidance_scale, progress=progress)
@@ -151,10 +198,6 @@ def _all_signal_ids(model) -> set[int]:
 
 def save_result(result: GenerationResult, out_dir: str | os.PathLike, decoders, stem: str = "output") -> dict[str, Any]:
     """Write the answer (text file) and every generated item (PNG / MP4 / WAV); returns the paths."""
-    from pathlib import Path
-
-    from nextgpt_mini.utils import atomic_write_text
-
     out = Path(out_dir)
     atomic_write_text(out / f"{stem}.txt", result.text + "\n")
     paths: dict[str, Any] = {"text": out / f"{stem}.txt"}

@@ -1,4 +1,4 @@
-"""Chapter 04: the losses the stages add up.
+"""Chapters 02, 04 and 06: the losses the stages add up, and the held-out NLL every stage reports.
 
 Stages 2 and 3 align the output projectors' conditioning with each decoder's own text-side
 conditioning (`distance`); the optional denoising loss weighs the frozen UNet's error per timestep
@@ -7,8 +7,12 @@ conditioning (`distance`); the optional denoising loss weighs the frozen UNet's 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 import torch.nn.functional as F
+
+from nextgpt_mini.prompts import IGNORE
 
 
 def distance(pred: torch.Tensor, target: torch.Tensor, kind: str = "l2") -> torch.Tensor:
@@ -35,3 +39,18 @@ def min_snr_weight(alpha_bar: torch.Tensor, gamma: float, v_prediction: bool) ->
     noise target, / (SNR + 1) for a velocity target, so the easy, low-noise steps do not dominate."""
     snr = alpha_bar / (1 - alpha_bar)
     return torch.clamp(snr, max=gamma) / (snr + 1 if v_prediction else snr)
+
+
+def per_example_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean NLL of each example's answer tokens [B] from logits [B, T, V] and labels [B, T]
+    (IGNORE outside answers): shifted by one, padding-independent by construction."""
+    logits, labels = logits[:, :-1].float(), labels[:, 1:]
+    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels.clamp(min=0), reduction="none")
+    mask = (labels != IGNORE).float()
+    return (nll * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
+@torch.no_grad()
+def answer_nll(model, batches: Iterable[dict]) -> torch.Tensor:
+    """Per-example answer NLL over held-out `batches`, concatenated [N]: the one held-out NLL loop."""
+    return torch.cat([model.per_example_nll(batch) for batch in batches])

@@ -14,6 +14,10 @@ import html
 import tempfile
 from pathlib import Path
 
+from nextgpt_mini.course import data_samples_dir
+from nextgpt_mini.generation import save_result
+from nextgpt_mini.models.decoders import Decoders
+
 SUFFIXES = {".png", ".jpg", ".jpeg", ".wav", ".flac", ".mp3", ".mp4", ".webm"}
 
 
@@ -26,9 +30,6 @@ def _sample_files(folder: Path | None) -> list[Path]:
 class ChatUI:
     def __init__(self, model, decoders=None, samples_dir: str | Path | None = None, seed: int = 0):
         import ipywidgets as w
-
-        from nextgpt_mini.course import data_samples_dir
-        from nextgpt_mini.models.decoders import Decoders
 
         self.model, self.seed = model, seed
         self.decoders = decoders or Decoders(model.profile)
@@ -96,8 +97,6 @@ class ChatUI:
 
     def _model_row(self, result):
         import ipywidgets as w
-
-        from nextgpt_mini.generation import save_result
 
         paths = save_result(result, self._tmp, self.decoders, stem=f"turn{len(self.log.children) // 2}")
         parts = [w.HTML(f"<b>model:</b> {html.escape(result.text)}")]

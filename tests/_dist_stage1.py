@@ -9,14 +9,15 @@ import torch
 
 from nextgpt_mini import load_profile
 from nextgpt_mini.models.nextgpt import NextGPT
-from nextgpt_mini.training.stage1 import CaptionBatches, prepare_data
+from nextgpt_mini.tiny.data import stage1_data
+from nextgpt_mini.training.stage1 import CaptionBatches
 from nextgpt_mini.training.trainer import Trainer
 
 out, steps = sys.argv[1], int(sys.argv[2])
 torch.set_num_threads(1)
 profile = load_profile("tiny")
 model = NextGPT.from_profile(profile)
-train, _ = prepare_data(model, n_train=48, n_test=3, seed=0, cache_dir=sys.argv[3])
+train, _ = stage1_data(model, n_train=48, n_test=3, seed=0, cache_dir=sys.argv[3])
 source = CaptionBatches(train, model.tokenizer, model.signal, profile.llm.template, 16, profile.llm.max_length, profile.seed)
 if "--interrupt-at" in sys.argv:
     stop, batch = int(sys.argv[sys.argv.index("--interrupt-at") + 1]), source.batch

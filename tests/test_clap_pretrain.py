@@ -45,12 +45,11 @@ def test_quick_build_refuses_to_overwrite_the_shipped_weights():
 
 
 def test_missing_clap_weights_say_how_to_rebuild_them(tmp_path, monkeypatch):
-    from nextgpt_mini import utils
-    from nextgpt_mini.models import decoders
+    from nextgpt_mini.tiny import pipelines
 
-    monkeypatch.setattr(utils, "ASSETS", tmp_path)
+    monkeypatch.setattr(pipelines, "ASSETS", tmp_path)
     with pytest.raises(FileNotFoundError, match="build-tiny clap"):
-        decoders.tiny_clap_weights()
+        pipelines.tiny_clap_weights()
 
 
 def test_rebuilding_reproduces_the_shipped_weights(tmp_path):

@@ -81,13 +81,13 @@ def test_every_command_has_its_help(capsys):
 
 def test_train_gives_each_stage_its_own_folder_and_leaves_args_alone(monkeypatch, tmp_path):
     from nextgpt_mini import cli
+    from nextgpt_mini.cli import run
     from nextgpt_mini.models.nextgpt import NextGPT
 
     monkeypatch.setattr(NextGPT, "from_profile", staticmethod(lambda profile: "model"))
     seen = []
-    for stage in "123":
-        monkeypatch.setattr(cli, f"_train_stage{stage}", lambda model, args, s=stage: seen.append((s, args.out)))
+    monkeypatch.setattr(run, "train_stage", lambda stage, model, args: seen.append((stage, args.out)))
     args = cli.build_parser().parse_args(["train", "--stages", "1,3,2", "--out", str(tmp_path)])
-    assert cli.cmd_train(args) == 0
+    assert run.cmd_train(args) == 0
     assert seen == [("1", f"{tmp_path}/stage1"), ("3", f"{tmp_path}/stage3"), ("2", f"{tmp_path}/stage2")]
     assert args.out == str(tmp_path)

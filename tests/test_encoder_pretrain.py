@@ -16,6 +16,7 @@ from nextgpt_mini.cli import main
 from nextgpt_mini.files import read_video_frames, save_video
 from nextgpt_mini.models.imagebind_weights import load_encoder
 from nextgpt_mini.profiles import load_profile
+from nextgpt_mini.tiny import render as R
 from nextgpt_mini.tiny import world as tw
 from nextgpt_mini.tiny.build import build
 from nextgpt_mini.tiny.pretrain import encoder as P
@@ -177,10 +178,10 @@ def test_shipped_encoder_is_frozen_and_gives_normalised_embeddings(shipped):
     assert not model.training and not any(p.requires_grad for p in model.parameters())
     item = tw.sample_items("video", 1, seed=5, split="test")[0]
     with torch.no_grad():
-        img = model.encode_image(P.image_tensor(tw.still_of(item), 64, cfg)[None])
+        img = model.encode_image(R.image_tensor(tw.still_of(item), 64, cfg)[None])
         txt = model.encode_text(pp.load_text_tokenizer(cfg)([item.caption]))
-        vid = model.encode_video(P.video_tensor(item, 64, 2.0, 8, cfg)[None])
-        aud = model.encode_audio(P.audio_tensor(tw.soundtrack_of(item), 2.0, cfg)[None])
+        vid = model.encode_video(R.video_tensor(item, 64, 2.0, 8, cfg)[None])
+        aud = model.encode_audio(R.audio_tensor(tw.soundtrack_of(item), 2.0, cfg)[None])
     for emb in (img, txt):
         assert emb.shape == (1, 64)
         torch.testing.assert_close(emb.norm(dim=-1), torch.ones(1))
@@ -206,7 +207,7 @@ def test_shipped_encoder_sees_the_shape_of_held_out_colour_shape_pairs(shipped):
     items = [it for it in tw.sample_items("image", 120, seed=11, split="test") if it.obj.held_out]
     tokenize = pp.load_text_tokenizer(cfg)
     with torch.no_grad():
-        img = F.normalize(model.encode_image(torch.stack([P.image_tensor(it, 64, cfg) for it in items])), dim=-1)
+        img = F.normalize(model.encode_image(torch.stack([R.image_tensor(it, 64, cfg) for it in items])), dim=-1)
         shapes = F.normalize(model.encode_text(tokenize(list(tw.SHAPES))), dim=-1)
     right = ((img @ shapes.T).argmax(1) == torch.tensor([tw.SHAPES.index(it.obj.shape) for it in items])).float().mean()
     assert len(items) >= 50 and right >= 0.8, (len(items), float(right))

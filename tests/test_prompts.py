@@ -1,7 +1,6 @@
 import pytest
 import torch
 
-from nextgpt_mini.data import mosit
 from nextgpt_mini.prompts import (
     IGNORE,
     MEDIA_PLACEHOLDER,
@@ -11,6 +10,7 @@ from nextgpt_mini.prompts import (
     plain_text,
     tokenize_segments,
 )
+from nextgpt_mini.tiny.dialogues import toy_dialogues
 from tests._tiny_llm import random_tiny_llm
 
 
@@ -40,7 +40,7 @@ def test_nextgpt_template_places_soft_tokens_and_masks_everything_but_answers(ll
 
 def test_multi_turn_dialogue_trains_on_every_answer(llm):
     _, tok, st = llm
-    d = mosit.toy_dialogues(1, tasks=("T->I,A",))[0]
+    d = toy_dialogues(1, tasks=("T->I,A",))[0]
     ex = _example(d["turns"], tok, st)
     answer = tok.decode([i for i, lab in zip(ex.input_ids, ex.labels) if lab != IGNORE])
     assert d["turns"][1]["text"] in answer and d["turns"][3]["text"] in answer and "Human" not in answer
@@ -49,7 +49,7 @@ def test_multi_turn_dialogue_trains_on_every_answer(llm):
 
 def test_padded_batch_gives_the_same_per_example_loss_as_each_alone(llm):
     model, tok, st = llm
-    dialogues = mosit.toy_dialogues(4, tasks=("I->T", "T->T", "A->T", "T->I,A"))
+    dialogues = toy_dialogues(4, tasks=("I->T", "T->T", "A->T", "T->I,A"))
     examples = [_example(d["turns"], tok, st) for d in dialogues]
     assert len({len(e.input_ids) for e in examples}) > 1  # really mixed lengths
     torch.manual_seed(0)

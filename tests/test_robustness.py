@@ -152,9 +152,9 @@ def model(one_thread):
 
 def test_python_api_bad_input(model, bad):
     from nextgpt_mini.encode import encode
+    from nextgpt_mini.models.nextgpt import NextGPT
     from nextgpt_mini.processing import MediaError
     from nextgpt_mini.scaling.memory import plan
-    from nextgpt_mini.models.nextgpt import NextGPT
 
     with pytest.raises(FileNotFoundError, match="missing.png"):
         encode([str(bad / "missing.png")], encoder=model.encoder, progress=False)

@@ -7,8 +7,9 @@ import pytest
 
 from nextgpt_mini.models.decoders import Decoders
 from nextgpt_mini.models.nextgpt import NextGPT
+from nextgpt_mini.tiny.data import heldout_dialogues, reading_report
 from nextgpt_mini.tiny.registry import system_base_hashes
-from nextgpt_mini.training.stage3 import behaviour_report, heldout_dialogues, reading_report
+from nextgpt_mini.training.stage3 import behaviour_report
 from nextgpt_mini.utils import ASSETS, torch_threads
 
 

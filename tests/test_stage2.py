@@ -6,7 +6,8 @@ import torch
 from nextgpt_mini import load_profile
 from nextgpt_mini.models.decoders import Decoders
 from nextgpt_mini.models.nextgpt import NextGPT
-from nextgpt_mini.training.stage2 import SignalBatches, alignment_report, make_eval_fn, prepare_data, project_captions
+from nextgpt_mini.tiny.data import stage2_data
+from nextgpt_mini.training.stage2 import SignalBatches, alignment_report, make_eval_fn, project_captions
 from nextgpt_mini.training.trainer import Trainer, select_trainable
 from nextgpt_mini.utils import torch_threads
 
@@ -20,7 +21,7 @@ def trained(tmp_path_factory):
         model = NextGPT.from_profile(profile)
         rows_before = {n: p.detach().clone() for n, p in model.llm.named_parameters()}
         decoders = Decoders(profile, cache_dir=out / "cache")
-        train, test = prepare_data(decoders, seed=profile.seed)
+        train, test = stage2_data(decoders, seed=profile.seed)
         source = SignalBatches(train, model.tokenizer, model.signal, profile.llm.template, profile.train.for_stage("2").batch_size,
                                profile.llm.max_length, profile.seed)
         result = Trainer(model, "2", source, profile.train, out_dir=out, eval_fn=make_eval_fn(test), progress=False).train()
@@ -69,7 +70,7 @@ def test_projected_conditioning_drives_the_decoders(trained, tmp_path):
 
 
 def test_optional_denoising_loss_reaches_the_output_projectors_through_the_frozen_unet():
-    from nextgpt_mini.training.stage2 import attach_latents
+    from nextgpt_mini.tiny.data import attach_latents
 
     with torch_threads(1):
         # alignment off: any gradient on the projector comes from the denoising term alone
@@ -78,7 +79,7 @@ def test_optional_denoising_loss_reaches_the_output_projectors_through_the_froze
         model = NextGPT.from_profile(profile)
         select_trainable(model, "2")
         decoders = Decoders(profile)
-        train, _ = prepare_data(decoders, n_train=8, n_test=2)
+        train, _ = stage2_data(decoders, n_train=8, n_test=2)
         attach_latents(train, decoders)
         assert train["image"].latents.shape == (8, 4, 16, 16) and train["video"].latents.shape == (8, 4, 4, 16, 16)
         assert train["audio"].latents is None  # AudioLDM: alignment distance only

@@ -3,10 +3,12 @@
 import pytest
 
 from nextgpt_mini import load_profile
-from nextgpt_mini.data import mosit
 from nextgpt_mini.models.decoders import Decoders
 from nextgpt_mini.models.nextgpt import NextGPT
-from nextgpt_mini.training.stage3 import BlendedBatches, behaviour_report, make_eval_fn, prepare_dialogues, signal_runs, toy_data
+from nextgpt_mini.tiny.data import stage3_data
+from nextgpt_mini.tiny.dialogues import toy_dialogues
+from nextgpt_mini.tiny.render import encoder_input
+from nextgpt_mini.training.stage3 import BlendedBatches, behaviour_report, make_eval_fn, prepare_dialogues, signal_runs
 from nextgpt_mini.training.trainer import Trainer
 from nextgpt_mini.utils import torch_threads
 
@@ -14,10 +16,10 @@ from nextgpt_mini.utils import torch_threads
 @pytest.fixture(scope="module")
 def small_set():
     model = NextGPT.from_profile("tiny")
-    dialogues = mosit.toy_dialogues(44, seed=5)  # 4 of each of the 11 tasks
-    dialogues += mosit.toy_dialogues(11, seed=6, tasks=("T->V",))  # one task larger than the rest
+    dialogues = toy_dialogues(44, seed=5)  # 4 of each of the 11 tasks
+    dialogues += toy_dialogues(11, seed=6, tasks=("T->V",))  # one task larger than the rest
     with torch_threads(1):
-        data = prepare_dialogues(model, Decoders("tiny"), dialogues)
+        data = prepare_dialogues(model, Decoders("tiny"), dialogues, render=encoder_input)
     return model, data
 
 
@@ -72,7 +74,7 @@ def trained(tmp_path_factory):
         model = NextGPT.from_profile(profile)
         model.enable_lora()
         decoders = Decoders(profile, cache_dir=out / "cache")
-        train, test = toy_data(model, decoders, seed=profile.seed)
+        train, test = stage3_data(model, decoders, seed=profile.seed)
         cfg = profile.train.for_stage("3")
         source = BlendedBatches(model, train, cfg.batch_size, profile.seed)
         result = Trainer(model, "3", source, profile.train, out_dir=out / "run", eval_fn=make_eval_fn(test), progress=False).train()

@@ -8,6 +8,7 @@ from PIL import Image
 from nextgpt_mini.data import mosit
 from nextgpt_mini.files import read_video_frames
 from nextgpt_mini.tiny import world as tw
+from nextgpt_mini.tiny.dialogues import TASKS, toy_dialogues
 from nextgpt_mini.tiny.samples import make_samples
 
 
@@ -58,8 +59,8 @@ def test_renderers_show_what_the_caption_says():
 
 
 def test_dialogues_cover_every_task_and_mark_media_outputs():
-    dialogues = mosit.toy_dialogues(len(mosit.TASKS), seed=0)
-    assert [d["task"] for d in dialogues] == list(mosit.TASKS)
+    dialogues = toy_dialogues(len(TASKS), seed=0)
+    assert [d["task"] for d in dialogues] == list(TASKS)
     for d in dialogues:
         inputs, outputs = d["task"].split("->")
         has_media_in = any(t.get("media") for t in d["turns"])

@@ -5,9 +5,9 @@ import torch
 from safetensors.torch import load_file
 
 from nextgpt_mini import load_profile
-from nextgpt_mini.tiny import world as tw
 from nextgpt_mini.models.nextgpt import NextGPT
 from nextgpt_mini.prompts import collate, dialogue_segments, tokenize_segments
+from nextgpt_mini.tiny import world as tw
 from nextgpt_mini.training.trainer import Trainer, select_trainable
 from tests._tiny_llm import random_tiny_llm
 

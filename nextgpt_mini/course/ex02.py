@@ -7,8 +7,8 @@ the solutions notebook runs the same checks and must print "ok".
 
 from __future__ import annotations
 
-from nextgpt_mini.config import load_profile
 from nextgpt_mini.course import check
+from nextgpt_mini.profiles import load_profile
 from nextgpt_mini.tiny import world as tw
 from nextgpt_mini.training.stage1 import greedy_captions
 

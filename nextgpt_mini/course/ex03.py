@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from nextgpt_mini.config import load_profile
 from nextgpt_mini.course import check
 from nextgpt_mini.models.llm import build_empty_llm, lora_parameter_count
+from nextgpt_mini.profiles import load_profile
 from nextgpt_mini.tiny.tokenizer import load_tiny_tokenizer
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from nextgpt_mini.course import check
-from nextgpt_mini.models.decoders import distance
+from nextgpt_mini.losses import distance
 from nextgpt_mini.models.nextgpt import NextGPT
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from nextgpt_mini.config import load_profile
 from nextgpt_mini.course import check
+from nextgpt_mini.profiles import load_profile
 
 
 def ex05_1(shape) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from nextgpt_mini.course import check
-from nextgpt_mini.generation import complete_signal_runs
+from nextgpt_mini.models.signal_tokens import complete_runs
 
 
 def ex07_1(asked_for, ids, model) -> None:
@@ -24,7 +24,7 @@ def ex07_1(asked_for, ids, model) -> None:
 
 
 def ex07_2(complete, model) -> None:
-    """complete(ids) makes every signal run whole, as generation.complete_signal_runs does."""
+    """complete(ids) makes every signal run whole, as signal_tokens.complete_runs does."""
 
     def test(fn):
         sig, word = model.signal.ids, model.tokenizer("here", add_special_tokens=False)["input_ids"]
@@ -34,7 +34,7 @@ def ex07_2(complete, model) -> None:
             got = fn(list(ids))
             if got is None:
                 raise NotImplementedError
-            want = complete_signal_runs(list(ids), sig, max_per_modality=99)[0]
+            want = complete_runs(list(ids), sig, max_per_modality=99)[0]
             assert list(got) == want, f"for {model.tokenizer.convert_ids_to_tokens(ids)}"
 
     check("07.2", complete, test)

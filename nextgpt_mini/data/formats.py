@@ -20,7 +20,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-MODALITIES = ("image", "video", "audio")
+from nextgpt_mini.constants import MODALITIES
+from nextgpt_mini.data.mosit import check_dialogues, read_json_list
+
 ROLE = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
 PLACEHOLDER = re.compile(r"\s*<(image|video|audio)>\s*")
 CODE = {"text": "T", "image": "I", "video": "V", "audio": "A"}
@@ -130,8 +132,6 @@ def detect_format(records: list) -> str:
 
 def read_dialogues(path: str | Path, media_dir: str | Path | None = None, fmt: str | None = None) -> list[dict]:
     """Any supported instruction file as our dialogues (see the module docstring)."""
-    from nextgpt_mini.data.mosit import check_dialogues, read_json_list
-
     path = Path(path)
     records = read_json_list(path, "instruction")
     if not records:

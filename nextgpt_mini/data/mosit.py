@@ -1,4 +1,4 @@
-"""Modality-switching dialogues (our MosIT format) and the toy world's dialogue writer.
+"""Chapter 06: modality-switching dialogues in our MosIT format (the toy world writes them: tiny/dialogues.py).
 
 The format, one JSON list of dialogues::
 
@@ -25,13 +25,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
-from nextgpt_mini.tiny import world as tw
-
-TASKS = ("T->T", "T->I", "T->V", "T->A", "I->T", "V->T", "A->T", "I->A", "V->A", "I->V", "T->I,A")
-
-
 ANSWER_PREFIX = {"image": "It shows", "video": "It shows", "audio": "I hear"}
 
 
@@ -47,98 +40,6 @@ def strip_answer(text: str) -> str:
         if text.startswith(prefix + " "):
             text = text[len(prefix) + 1 :]
     return text.rstrip(".").strip()
-
-
-def _media(item: tw.ToyItem) -> dict:
-    return {"modality": item.modality, "item": item}
-
-
-def _out(item: tw.ToyItem) -> dict:
-    return {"modality": item.modality, "caption": item.caption}
-
-
-def _pick(options: list[str], rng: np.random.Generator) -> str:
-    return options[int(rng.integers(len(options)))]
-
-
-def _object_name(o: tw.ToyObject) -> str:
-    """'an orange circle'."""
-    return f"{tw.article(o.colour)} {o.colour} {o.shape}"
-
-
-def _dialogue(task: str, rng: np.random.Generator, split: str, seed: int) -> list[dict]:
-    image, video, audio = (tw.sample_items(m, 1, seed=seed, split=split)[0] for m in ("image", "video", "audio"))
-    sound = tw.soundtrack_of(image)
-    o = image.obj
-    if task == "T->T":
-        q = _pick(["What sound does {n} make?", "What does {n} sound like?"], rng).format(n=_object_name(o))
-        a = f"{_object_name(o).capitalize()} makes {tw.article(o.pitch)} {o.pitch} {o.sound}."
-        return [{"role": "user", "text": q}, {"role": "assistant", "text": a}]
-    if task == "T->I":
-        q = _pick(["Draw {c}.", "Show me {c}.", "Can you make a picture of {c}?"], rng).format(c=image.caption)
-        return [{"role": "user", "text": q}, {"role": "assistant", "text": f"Here is {image.caption}.", "output": _out(image)}]
-    if task == "T->V":
-        q = _pick(["Make a video of {c}.", "Show me a clip of {c}."], rng).format(c=video.caption)
-        return [{"role": "user", "text": q}, {"role": "assistant", "text": f"Here is a video of {video.caption}.", "output": _out(video)}]
-    if task == "T->A":
-        if rng.random() < 0.5:
-            q = f"Play {audio.caption}."
-            target = audio
-        else:
-            q = f"Play the sound of {_object_name(o)}."
-            target = sound
-        return [{"role": "user", "text": q}, {"role": "assistant", "text": f"Here is {target.caption}.", "output": _out(target)}]
-    if task == "I->T":
-        q = _pick(["What is in this picture?", "Describe this image."], rng)
-        return [{"role": "user", "text": q, "media": [_media(image)]}, {"role": "assistant", "text": describe_answer("image", image.caption)}]
-    if task == "V->T":
-        q = _pick(["What happens in this video?", "Describe this video."], rng)
-        return [{"role": "user", "text": q, "media": [_media(video)]}, {"role": "assistant", "text": describe_answer("video", video.caption)}]
-    if task == "A->T":
-        q = _pick(["What do you hear?", "Describe this sound."], rng)
-        return [{"role": "user", "text": q, "media": [_media(audio)]}, {"role": "assistant", "text": describe_answer("audio", audio.caption)}]
-    if task == "I->A":
-        return [
-            {"role": "user", "text": "What sound would this make?", "media": [_media(image)]},
-            {"role": "assistant", "text": f"It would make {sound.caption}.", "output": _out(sound)},
-        ]
-    if task == "V->A":
-        track = tw.soundtrack_of(video)
-        return [
-            {"role": "user", "text": "Play the sound of this video.", "media": [_media(video)]},
-            {"role": "assistant", "text": f"Here is {track.caption}.", "output": _out(track)},
-        ]
-    if task == "I->V":
-        moving = tw.ToyItem("video", o, direction=video.direction, speed=video.speed, seed=video.seed)
-        return [
-            {"role": "user", "text": f"Make this move {moving.direction} {tw.SPEED_WORD[moving.speed]}.", "media": [_media(image)]},
-            {"role": "assistant", "text": f"Here is a video of {moving.caption}.", "output": _out(moving)},
-        ]
-    if task == "T->I,A":
-        # Two turns: the second refers back to the first, so the model must use the history.
-        return [
-            {"role": "user", "text": f"Draw {image.caption}."},
-            {"role": "assistant", "text": f"Here is {image.caption}.", "output": _out(image)},
-            {"role": "user", "text": "What sound does it make?"},
-            {"role": "assistant", "text": f"It makes {sound.caption}.", "output": _out(sound)},
-        ]
-    raise ValueError(f"unknown task {task!r}: expected one of {', '.join(TASKS)}")
-
-
-def toy_dialogues(n: int, seed: int = 0, split: str = "train", tasks: tuple[str, ...] = TASKS) -> list[dict]:
-    """`n` dialogues cycling through `tasks`, each built from freshly sampled toy items."""
-    rng = np.random.default_rng(tw.split_seed(seed, f"{split}:mosit"))
-    out = []
-    for i in range(n):
-        task = tasks[i % len(tasks)]
-        sub_seed = int(rng.integers(2**31))
-        out.append({"id": f"toy-{split}-{seed}-{i:05d}", "task": task, "turns": _dialogue(task, rng, split, sub_seed)})
-    return out
-
-
-def dialogue_text(dialogue: dict) -> str:
-    """Plain text of a dialogue (for tokenizer and LLM pretraining)."""
-    return " ".join(t["text"] for t in dialogue["turns"])
 
 
 def read_json_list(path: str | Path, what: str = "dialogue") -> list:

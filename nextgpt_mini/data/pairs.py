@@ -1,4 +1,6 @@
-"""Chapters 02 and 04: NExT-GPT's pair files, the captioned media of stages 1 and 2.
+"""Chapters 02 and 04: NExT-GPT's pair files, the captioned media of stages 1 and 2, and the
+containers the two stages read them into (PairSet: embeddings + captions; TargetSet: captions +
+decoder targets).
 
 A pair file is a JSON list of one caption per media file, in the format of the dataset it comes
 from: {"caption", "image_name"} (CC3M), {"caption", "video_name"} (WebVid) or {"audio_name",
@@ -9,9 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["PAIR_KEYS", "read_pairs"]
+import torch
+
+__all__ = ["PAIR_KEYS", "PairSet", "TargetSet", "read_pairs"]
 
 # Which key names the media file, and the modality it holds.
 PAIR_KEYS = {"image_name": "image", "video_name": "video", "audio_name": "audio"}
@@ -42,3 +47,32 @@ def read_pairs(pairs_json: str | os.PathLike, media_dir: str | os.PathLike | Non
         files.append(media_dir / rec[name_key])
         captions.append(rec["caption"])
     return PAIR_KEYS[name_key], files, captions
+
+
+@dataclass
+class PairSet:
+    """Captioned media of one modality, as encoder embeddings (stage 1)."""
+
+    modality: str
+    embeddings: torch.Tensor  # [N, D], unit norm
+    captions: list[str]
+    items: list | None = None  # items that can score a caption (the toy world's), if any
+    names: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+
+@dataclass
+class TargetSet:
+    """Captions of one modality with their decoder's conditioning targets (stage 2)."""
+
+    modality: str
+    captions: list[str]
+    targets: torch.Tensor  # [N, *target_shape]
+    items: list | None = None
+    names: list[str] = field(default_factory=list)
+    latents: torch.Tensor | None = None  # the media's VAE latents, for the optional denoising loss
+
+    def __len__(self) -> int:
+        return len(self.captions)

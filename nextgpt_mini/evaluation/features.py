@@ -24,6 +24,9 @@ import torch
 import torch.nn.functional as F
 
 from nextgpt_mini.config import HUB
+from nextgpt_mini.encode import Text, encode
+from nextgpt_mini.processing import audio_to_tensor, image_to_tensor, resample
+from nextgpt_mini.tiny.toy_decoder import sound_sources
 
 __all__ = ["RealFeatures", "ToyFeatures", "as_uint8_image"]
 
@@ -50,8 +53,6 @@ class ToyFeatures:
     def image(self, images: list) -> torch.Tensor:
         from PIL import Image
 
-        from nextgpt_mini.processing import image_to_tensor
-
         x = torch.stack([image_to_tensor(Image.fromarray(as_uint8_image(im)), self.cfg.image_size) for im in images])
         return F.normalize(self.encoder.encode_image(x).float(), dim=-1)
 
@@ -59,8 +60,6 @@ class ToyFeatures:
 
     @torch.no_grad()
     def audio(self, waves: list, sample_rate: int) -> torch.Tensor:
-        from nextgpt_mini.processing import audio_to_tensor
-
         x = torch.stack([audio_to_tensor(torch.as_tensor(np.asarray(w, dtype=np.float32)), sample_rate, self.cfg) for w in waves])
         return F.normalize(self.encoder.encode_audio(x).float(), dim=-1)
 
@@ -69,12 +68,8 @@ class ToyFeatures:
         """Text features. For audio, the tiny encoder met sounds only through images (as ImageBind
         did: audio was bound to images, never to text), so a toy sound's caption ("a low steady tone
         over white noise") is read through the objects that make that sound ("a big red circle",
-        ...): the mean of their text features, ImageBind's emergent audio-text zero-shot. Measured on
-        24 test sounds, the matched pairs' cosine was 0.64 against 0.00 for mismatched ones; with
-        the sound's own caption it was -0.13 against -0.09 (no signal at all)."""
-        from nextgpt_mini.encode import Text, encode
-        from nextgpt_mini.tiny.toy_decoder import sound_sources
-
+        ...): the mean of their text features, ImageBind's emergent audio-text zero-shot. The sound's
+        own caption carries no signal in this space (measured: assets/BUILD_RESULTS.md, History)."""
         def embed(batch: list[str]) -> torch.Tensor:
             return encode([Text(t) for t in batch], encoder=self.encoder, progress=False)
 
@@ -136,8 +131,6 @@ class RealFeatures:
 
     @torch.no_grad()
     def audio(self, waves: list, sample_rate: int) -> torch.Tensor:
-        from nextgpt_mini.processing import resample
-
         model, processor = self.clap
         rate = processor.feature_extractor.sampling_rate  # 48 kHz
         waves = [resample(torch.as_tensor(np.asarray(w, dtype=np.float32))[None], sample_rate, rate)[0].numpy() for w in waves]

@@ -1,4 +1,4 @@
-"""Evaluation suites: a pinned protocol, a system (or two), one results table.
+"""Chapter 09: evaluation suites: a pinned protocol, a system (or two), one results table.
 
 `evaluate_suite("toy", "package:tiny_system")` runs the toy suite on a trained system and on the
 untrained one (same profile, projectors at their initialisation, no LoRA), and returns a report:
@@ -26,7 +26,18 @@ from pathlib import Path
 
 import torch
 
+from nextgpt_mini import processing as pp
+from nextgpt_mini.data.mosit import strip_answer
+from nextgpt_mini.data.pairs import read_pairs
 from nextgpt_mini.evaluation import metrics
+from nextgpt_mini.evaluation.features import RealFeatures, ToyFeatures
+from nextgpt_mini.files import read_video_frames
+from nextgpt_mini.models.decoders import Decoders
+from nextgpt_mini.models.nextgpt import load_system
+from nextgpt_mini.tiny.render import RENDER, encoder_input
+from nextgpt_mini.tiny.toy_decoder import ToyDecoder, toy_samples
+from nextgpt_mini.training.stage3 import encode_media, media_key
+from nextgpt_mini.utils import atomic_path
 
 __all__ = ["PAPER", "SUITES", "evaluate_suite", "load_protocol", "load_system", "markdown", "write_report"]
 
@@ -60,40 +71,7 @@ def load_protocol(suite: str, path: str | os.PathLike | None = None) -> dict:
     return protocol
 
 
-def load_system(checkpoint: str, profile=None):
-    """A NextGPT to evaluate: "untrained" (the profile's system as built), "package:tiny_system",
-    a folder written by `save_pretrained` or `nextgpt-mini demo`, or a `nextgpt-mini train` output
-    folder (trainer weights only: loaded into `profile`, default tiny)."""
-    from nextgpt_mini.models.nextgpt import NextGPT
-    from nextgpt_mini.profiles import load_profile
-
-    if checkpoint == "untrained":
-        p = profile if hasattr(profile, "name") else load_profile(profile or "tiny")
-        return NextGPT.from_profile(p, seed=p.seed)
-    if str(checkpoint).startswith("package:"):
-        model = NextGPT.from_pretrained(checkpoint)
-    else:
-        folder = Path(checkpoint)
-        if (folder / "checkpoint" / "config.json").is_file():
-            folder = folder / "checkpoint"  # a `nextgpt-mini demo` output folder
-        if not folder.is_dir():
-            raise FileNotFoundError(f"{checkpoint}: no such checkpoint folder (expected one written by save_pretrained "
-                                    "or `nextgpt-mini demo`, or 'untrained', or 'package:tiny_system')")
-        if (folder / "config.json").is_file():
-            model = NextGPT.from_pretrained(folder)
-        else:  # a trainer's output: weights without a config (the same rule as `generate --checkpoint`)
-            p = profile if hasattr(profile, "name") else load_profile(profile or "tiny")
-            model = NextGPT.from_profile(p)
-            model.load_trained(folder)
-    wanted = getattr(profile, "name", profile)
-    if wanted and model.profile.name != wanted:
-        raise ValueError(f"{checkpoint}: a {model.profile.name!r} system, but this suite evaluates the {wanted!r} profile")
-    return model
-
-
 def _features_for(model, protocol: dict):
-    from nextgpt_mini.evaluation.features import RealFeatures, ToyFeatures
-
     return ToyFeatures(model.encoder) if protocol["features"] == "profile-encoder" else RealFeatures()
 
 
@@ -126,15 +104,11 @@ def _decoder_overrides(profile, protocol: dict):
 def _samples(suite: str, task: str, protocol: dict, data_dir: str | os.PathLike | None, limit: int | None) -> list[dict]:
     n = min(protocol["samples"], limit) if limit else protocol["samples"]
     if suite == "toy":
-        from nextgpt_mini.tiny.toy_decoder import toy_samples
-
         return toy_samples(task, n, protocol["seed"])
     return _real_samples(suite, task, protocol, data_dir, n)
 
 
 def _real_samples(suite: str, task: str, protocol: dict, data_dir, n: int) -> list[dict]:
-    from nextgpt_mini.data.pairs import read_pairs
-
     if data_dir is None:
         raise FileNotFoundError(f"suite {suite!r} reads a local copy of its data: pass --data DIR with "
                                 f"DIR/{suite}/pairs.json (NExT-GPT's pair format) and the media in DIR/{suite}/pairs/")
@@ -165,8 +139,6 @@ def _real_samples(suite: str, task: str, protocol: dict, data_dir, n: int) -> li
 def read_reference(path: Path, modality: str, sample_rate: int):
     """A real item as the metrics take it: a PIL image, uint8 frames [F, H, W, 3], or a mono
     waveform at `sample_rate`. A file that cannot be read raises MediaError naming it."""
-    from nextgpt_mini import processing as pp
-
     path = pp.check_file(path)
     try:
         if modality == "image":
@@ -175,8 +147,6 @@ def read_reference(path: Path, modality: str, sample_rate: int):
             with Image.open(path) as im:
                 return im.convert("RGB")
         if modality == "video":
-            from nextgpt_mini.files import read_video_frames
-
             return read_video_frames(path)[0]
         wave, rate = pp.read_audio(path)
         return pp.resample(wave.mean(0, keepdim=True), rate, sample_rate)[0].numpy()
@@ -194,8 +164,6 @@ CHUNK = 32  # media held in memory at once: features are computed per chunk (30,
 
 def _generation_task(model, samples: list[dict], modality: str, protocol: dict, features, decoders, progress) -> dict:
     from tqdm.auto import tqdm
-
-    from nextgpt_mini.tiny.toy_decoder import ToyDecoder
 
     toy = protocol["decode"] == "toy-world"
     renderer = ToyDecoder(decoders[modality], model.profile.train.distance) if toy else None
@@ -244,20 +212,15 @@ def _reference(sample: dict, modality: str, sample_rate: int):
 
 
 def _sample_rate(decoders, protocol: dict) -> int:
-    from nextgpt_mini.tiny.toy_decoder import RENDER
-
     return RENDER["sample_rate"] if protocol["decode"] == "toy-world" else decoders["audio"].sample_rate
 
 
 def _captioning_task(model, samples: list[dict], protocol: dict, progress) -> dict:
     from tqdm.auto import tqdm
 
-    from nextgpt_mini.data.mosit import strip_answer
-    from nextgpt_mini.training.stage3 import encode_media, media_key
-
     toy = isinstance(samples[0]["media"], dict)
     if toy:  # rendered items: encode them in batches, as stage 3 does
-        embedded = encode_media(model, [{"turns": [{"media": [s["media"]]}]} for s in samples])
+        embedded = encode_media(model, [{"turns": [{"media": [s["media"]]}]} for s in samples], render=encoder_input)
         inputs = [[(s["modality"], embedded[media_key(s["media"])])] for s in samples]
     else:
         inputs = [[s["media"]] for s in samples]
@@ -294,14 +257,12 @@ def evaluate_suite(suite: str, checkpoint: str, *, baseline: str | None = None, 
                    features=None, progress: bool = True) -> dict:
     """Run `suite` on the system at `checkpoint` (and on `baseline`: "untrained", "none", or the
     protocol's default). `features` overrides the protocol's feature space (tests, custom ones)."""
-    from nextgpt_mini.models.decoders import Decoders
-
     protocol = load_protocol(suite, protocol_file)
     if limit is not None and limit < 2:
         raise ValueError(f"limit: expected at least 2 samples per task (a Fréchet distance needs 2), got {limit}")
     start = time.perf_counter()
     samples = {task: _samples(suite, task, protocol, data_dir, limit) for task in protocol["tasks"]}  # fail early
-    model = load_system(checkpoint, None if suite != "toy" else protocol["profile"])
+    model = load_system(checkpoint, None if suite != "toy" else protocol["profile"], same_profile=True)
     decoders = Decoders(_decoder_overrides(model.profile, protocol))
     features = features or _features_for(model, protocol)
     systems = {"trained" if checkpoint != "untrained" else "untrained": (checkpoint, model)}
@@ -365,8 +326,6 @@ def markdown(report: dict) -> str:
 
 def write_report(report: dict, out_dir: str | os.PathLike) -> tuple[Path, Path]:
     """results.json and results.md in `out_dir`, each written to a temporary file and renamed."""
-    from nextgpt_mini.utils import atomic_path
-
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise NotADirectoryError(f"{out_dir}: exists and is not a folder (--out expects a folder)")

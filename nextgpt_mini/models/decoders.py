@@ -25,9 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from nextgpt_mini.cache import EmbeddingCache, model_identity, text_key
 from nextgpt_mini.config import DecoderConfig, ProfileConfig
 from nextgpt_mini.constants import MODALITIES
+from nextgpt_mini.files import save_audio, save_image, save_video
 from nextgpt_mini.losses import min_snr_weight
+from nextgpt_mini.models.decoder_configs import BUILDABLE, FULL_SIZE_DECODERS, build_empty, full_size_counts
 from nextgpt_mini.profiles import load_profile
 
 PIPELINE_CLASS = {"image": "StableDiffusionPipeline", "video": "TextToVideoSDPipeline", "audio": "AudioLDMPipeline"}
@@ -102,8 +105,6 @@ def _load_pipeline(modality: str, cfg: DecoderConfig, dtype: torch.dtype, seed: 
 def pipeline_identity(pipe, modality: str, cfg: DecoderConfig) -> str:
     """Cache identity of a decoder's text side: where it came from, the text encoder's weights and
     the tokenizer's length (sampling settings such as steps do not change a target)."""
-    from nextgpt_mini.cache import model_identity
-
     sampling = ("steps", "guidance_scale", "height", "width", "num_frames", "audio_seconds", "sample_rate", "fps")
     return model_identity(f"decoder-text-{modality}", cfg, state_dict=pipe.text_encoder.state_dict(), exclude=sampling,
                           extra={"max_length": pipe.tokenizer.model_max_length})
@@ -172,8 +173,6 @@ class Decoder:
         return emb.float().cpu()
 
     def cache(self):
-        from nextgpt_mini.cache import EmbeddingCache
-
         if self.cache_dir is None:
             return None
         if self._cache is None:
@@ -182,8 +181,6 @@ class Decoder:
 
     def targets(self, captions: list[str], batch_size: int = 64) -> torch.Tensor:
         """[N, *target_shape]: each caption's conditioning, computed once and cached."""
-        from nextgpt_mini.cache import text_key
-
         cache = self.cache()
         keys = [text_key(c, prefix=f"cond-{self.modality}") for c in captions]
         found = cache.get_many(keys) if cache is not None else {}
@@ -276,8 +273,6 @@ class Decoder:
 
     def save(self, result, path: str | os.PathLike) -> Path:
         """Write one generated result as PNG / MP4 / WAV (atomically)."""
-        from nextgpt_mini.files import save_audio, save_image, save_video
-
         if self.modality == "image":
             return save_image(result, path)
         if self.modality == "video":
@@ -317,8 +312,6 @@ def decoder_parameter_counts(profile, modality: str) -> dict[str, int]:
     """{component: parameters} of the profile's decoder for `modality`, without loading weights:
     full-size hub ids are built empty from `decoder_configs`; the tiny decoders are built (small);
     a local folder is built empty from the configs saved in it."""
-    from nextgpt_mini.models.decoder_configs import BUILDABLE, FULL_SIZE_DECODERS, build_empty, full_size_counts
-
     cfg = profile.decoder(modality)
     if cfg.name_or_path in FULL_SIZE_DECODERS:
         return full_size_counts(cfg.name_or_path)

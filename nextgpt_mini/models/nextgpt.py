@@ -1,27 +1,32 @@
-"""`NextGPT`: one object holding the trained bridges and the frozen models they connect.
+"""Chapters 01-07: `NextGPT`, one object holding the trained bridges and the frozen models they connect.
 
 Chapters 01-03: the encoder, the input projector and the LLM with signal tokens, and the stage-1
 loss. Chapter 04: the output projectors and the alignment loss of stages 2 and 3 (the decoders
-themselves live in `decoders.py`: they are frozen and never part of this module's state).
+themselves live in `models/decoders.py`: they are frozen and never part of this module's state).
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from nextgpt_mini.config import ProfileConfig
-from nextgpt_mini.models.llm import load_llm
+from nextgpt_mini.constants import CHECKPOINT, MODALITIES, STAGES
+from nextgpt_mini.losses import distance, per_example_nll
+from nextgpt_mini.models.imagebind_weights import load_encoder
+from nextgpt_mini.models.llm import apply_lora, load_llm
 from nextgpt_mini.models.projectors import InputProjector, OutputProjector
 from nextgpt_mini.models.signal_tokens import SignalTokens, add_signal_tokens, new_row_parameters
 from nextgpt_mini.profiles import load_profile
 from nextgpt_mini.prompts import embed_with_media
-
-MODALITIES = ("image", "video", "audio")
+from nextgpt_mini.utils import asset_path, atomic_folder
 
 
 class NextGPT(nn.Module):
@@ -33,7 +38,7 @@ class NextGPT(nn.Module):
         self.signal = signal
         self.input_projector = InputProjector(profile.encoder.out_embed_dim, profile.llm.hidden_size)
         self.output_projectors = nn.ModuleDict({
-            m: OutputProjector(profile.llm.hidden_size, getattr(profile, f"{m}_projector"), getattr(profile.signal_tokens, m))
+            m: OutputProjector(profile.llm.hidden_size, profile.projector(m), getattr(profile.signal_tokens, m))
             for m in MODALITIES
         })
         # The encoder is frozen and only ever used under no_grad; keeping it outside the module
@@ -51,8 +56,6 @@ class NextGPT(nn.Module):
         torch.manual_seed(profile.seed if seed is None else seed)
         encoder = None
         if with_encoder:
-            from nextgpt_mini.models.imagebind_weights import load_encoder
-
             encoder = load_encoder(profile.encoder)
         model = cls(profile, llm, tokenizer, signal, encoder)
         model.requires_grad_(False)
@@ -61,8 +64,6 @@ class NextGPT(nn.Module):
     @property
     def encoder(self):
         if self._encoder is None:
-            from nextgpt_mini.models.imagebind_weights import load_encoder
-
             self._encoder = load_encoder(self.profile.encoder)
         return self._encoder
 
@@ -72,18 +73,7 @@ class NextGPT(nn.Module):
         Every tensor in the file must match a parameter of this model in name and shape: a
         checkpoint from another profile fails here with the first mismatch named.
         """
-        from pathlib import Path
-
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        path = Path(checkpoint)
-        if path.is_dir() and (path / "trained.safetensors").is_file():  # a save_pretrained folder
-            path = path / "trained.safetensors"
-        elif path.is_dir():
-            path = path / "checkpoint" / "trainable.safetensors" if (path / "checkpoint").is_dir() else path / "trainable.safetensors"
-        if not path.is_file():
-            raise FileNotFoundError(f"{checkpoint}: no trained weights (expected {path})")
+        path = trained_weights_file(checkpoint)
         try:
             weights = load_file(path)
         except (SafetensorError, OSError) as e:
@@ -120,12 +110,6 @@ class NextGPT(nn.Module):
         Megabytes, not gigabytes: the encoder, LLM and decoders are loaded from their own sources.
         Written to a temporary folder and swapped in, so an existing save is never half-replaced.
         """
-        import json
-
-        from safetensors.torch import save_file
-
-        from nextgpt_mini.utils import atomic_folder
-
         config = {"format": "nextgpt-mini", "version": 1, "lora": any("lora_" in n for n, _ in self.llm.named_parameters()),
                   "profile": self.profile.to_dict()}
         with atomic_folder(folder) as tmp:
@@ -138,10 +122,6 @@ class NextGPT(nn.Module):
     def from_pretrained(cls, folder) -> "NextGPT":
         """A system saved by `save_pretrained`: its profile's frozen parts plus the trained weights.
         `folder` may be "package:tiny_system", the trained tiny system shipped with the package."""
-        import json
-
-        from nextgpt_mini.utils import asset_path
-
         folder = asset_path(folder) if str(folder).startswith("package:") else Path(folder)
         path = folder / "config.json"
         if not path.is_file():
@@ -165,8 +145,6 @@ class NextGPT(nn.Module):
         """
         if any("lora_" in n for n, _ in self.llm.named_parameters()):
             return False
-        from nextgpt_mini.models.llm import apply_lora
-
         self.llm = apply_lora(self.llm, self.profile.lora)
         return True
 
@@ -191,7 +169,7 @@ class NextGPT(nn.Module):
     def device(self) -> torch.device:
         return next(self.input_projector.parameters()).device  # whatever module the projector holds
 
-    def _on_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+    def on_device(self, batch: dict[str, Any]) -> dict[str, Any]:
         return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
     def embed(self, batch: dict[str, Any]) -> torch.Tensor:
@@ -200,7 +178,7 @@ class NextGPT(nn.Module):
         return embed_with_media(self.llm.get_input_embeddings(), batch["input_ids"].to(self.device), self.soft_tokens(media))
 
     def llm_forward(self, batch: dict[str, Any], embeds: torch.Tensor | None = None, **kwargs):
-        batch = self._on_device(batch)
+        batch = self.on_device(batch)
         embeds = self.embed(batch) if embeds is None else embeds
         return self.llm(inputs_embeds=embeds, attention_mask=batch["attention_mask"], **kwargs)
 
@@ -225,8 +203,6 @@ class NextGPT(nn.Module):
 
     def alignment(self, projected, targets: list[list[torch.Tensor]]) -> dict[str, torch.Tensor]:
         """Distance between projected conditioning and each span's decoder target, per modality."""
-        from nextgpt_mini.losses import distance
-
         out = {}
         for m, (pred, index) in projected.items():
             target = torch.stack([targets[b][k] for b, k in index]).to(pred.device, pred.dtype)
@@ -245,9 +221,9 @@ class NextGPT(nn.Module):
         signal states projected towards the decoder's text-encoder output for the caption.
         Stage 3: dialogues, both at once.
         """
-        if stage not in ("1", "2", "3"):
+        if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}: expected 1, 2 or 3")
-        batch = self._on_device(batch)
+        batch = self.on_device(batch)
         align = stage in ("2", "3") and any(batch.get("signal_spans") or [])
         embeds = self.embed(batch)
         out = self.llm_forward(batch, embeds=embeds, labels=batch["labels"], output_hidden_states=align)
@@ -279,9 +255,52 @@ class NextGPT(nn.Module):
 
     def per_example_nll(self, batch: dict[str, Any]) -> torch.Tensor:
         """Mean NLL of each example's answer tokens: [B]. Padding-independent by construction."""
-        batch = self._on_device(batch)
-        logits = self.llm_forward(batch).logits[:, :-1].float()
-        labels = batch["labels"][:, 1:]
-        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels.clamp(min=0), reduction="none")
-        mask = (labels != -100).float()
-        return (nll * mask).sum(1) / mask.sum(1).clamp(min=1)
+        batch = self.on_device(batch)
+        return per_example_nll(self.llm_forward(batch).logits, batch["labels"])
+
+
+def trained_weights_file(checkpoint) -> Path:
+    """Where the trained weights of `checkpoint` are: a `save_pretrained` folder's
+    trained.safetensors, a `train` output folder's checkpoint/trainable.safetensors, a trainer
+    checkpoint folder's trainable.safetensors, or the file itself."""
+    path = Path(checkpoint)
+    if path.is_dir() and (path / "trained.safetensors").is_file():
+        path = path / "trained.safetensors"
+    elif path.is_dir():
+        path = path / CHECKPOINT / "trainable.safetensors" if (path / CHECKPOINT).is_dir() else path / "trainable.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"{checkpoint}: no trained weights (expected {path})")
+    return path
+
+
+def load_system(checkpoint=None, profile: ProfileConfig | str | None = None, same_profile: bool = False) -> NextGPT:
+    """The one checkpoint resolver, for every command that runs a system.
+
+    `checkpoint`: None or "untrained" (the profile's system as built), "package:tiny_system", a
+    folder written by `save_pretrained`, a `nextgpt-mini demo` output folder (its checkpoint/), or
+    a `nextgpt-mini train` output folder / trainer checkpoint / weights file (weights only: loaded
+    into `profile`, default tiny). `same_profile`: refuse a saved system of another profile."""
+    p = profile if isinstance(profile, ProfileConfig) else None
+
+    def base() -> ProfileConfig:
+        return p or load_profile(profile or "tiny")
+
+    if checkpoint is None or checkpoint == "untrained":
+        return NextGPT.from_profile(base(), seed=base().seed)
+    if str(checkpoint).startswith("package:"):
+        model = NextGPT.from_pretrained(checkpoint)
+    else:
+        folder = Path(checkpoint)
+        if (folder / CHECKPOINT / "config.json").is_file():
+            folder = folder / CHECKPOINT  # a `nextgpt-mini demo` output folder
+        if not folder.exists():
+            raise FileNotFoundError(f"{checkpoint}: no such checkpoint folder (expected one written by save_pretrained, "
+                                    "`nextgpt-mini demo` or `nextgpt-mini train`, or 'untrained', or 'package:tiny_system')")
+        if (folder / "config.json").is_file():
+            model = NextGPT.from_pretrained(folder)
+        else:
+            model = NextGPT.from_profile(base())
+            model.load_trained(folder)
+    if same_profile and profile is not None and model.profile.name != base().name:
+        raise ValueError(f"{checkpoint}: a {model.profile.name!r} system, but a {base().name!r} one is wanted here")
+    return model

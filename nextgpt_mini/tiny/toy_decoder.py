@@ -1,9 +1,8 @@
-"""The toy suite's data and its decoder.
+"""Chapter 09: the toy suite's data and its decoder.
 
 The tiny profile's diffusion decoders have random weights (they only need deterministic text
-encoders to give stage 2 its targets), so their pixels say nothing about the request: measured on
-48 held-out T->I requests, the untrained system's images were as close to the caption's own
-generations as the trained system's (FID 0.17 vs 0.21 in the tiny encoder's space). The toy suite
+encoders to give stage 2 its targets), so their pixels say nothing about the request (measured:
+see assets/BUILD_RESULTS.md, "History"). The toy suite
 therefore decodes with the decoder a perfect toy-world model would be: the conditioning the
 output projector produced is matched to the nearest of the frozen decoder's own text-encoder
 outputs for every caption the world can say (the distance stage 2 trains on), and that caption
@@ -13,20 +12,17 @@ the output projector), in pixels, frames and waveforms that the tiny encoder can
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import itertools
 
 import torch
-from PIL import Image
 
+from nextgpt_mini.losses import distance as distance_fn
 from nextgpt_mini.tiny import world as tw
 from nextgpt_mini.tiny.dialogues import toy_dialogues
+from nextgpt_mini.tiny.render import RENDER, render
 
 __all__ = ["RENDER", "ToyDecoder", "all_items", "render", "sound_sources", "toy_samples"]
-
-# How the toy suite renders media: as stage 3 renders its inputs (64 px, 2 s, 8 fps, 16 kHz).
-RENDER = {"size": 64, "seconds": 2.0, "fps": 8, "sample_rate": 16000}
 
 
 def _objects() -> list[tw.ToyObject]:
@@ -64,22 +60,10 @@ def sound_sources(caption: str) -> tuple[str, ...]:
     return _sources_of_sounds().get(caption, ())
 
 
-def render(item: tw.ToyItem, seed: int):
-    """The item drawn with `seed`'s noise and jitter: a PIL image, uint8 frames [F, H, W, 3], or a waveform."""
-    item = dataclasses.replace(item, seed=seed)
-    if item.modality == "image":
-        return Image.fromarray(tw.render_image(item, RENDER["size"]))
-    if item.modality == "video":
-        return tw.render_video(item, RENDER["size"], RENDER["seconds"], RENDER["fps"])
-    return tw.render_audio(item, RENDER["seconds"], RENDER["sample_rate"])
-
-
 class ToyDecoder:
     """Conditioning -> the nearest caption of the world (by the decoder's own targets) -> rendered."""
 
     def __init__(self, decoder, distance: str = "l2"):
-        from nextgpt_mini.losses import distance as distance_fn
-
         self.modality = decoder.modality
         self.bank = all_items(self.modality)
         self.captions = list(self.bank)

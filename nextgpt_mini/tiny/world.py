@@ -112,6 +112,13 @@ class ToyItem:
             return {"colour": o.colour, "shape": o.shape, "direction": self.direction, "speed": SPEED_WORD[self.speed]}
         return {"sound": o.sound, "pitch": o.pitch, "noise": o.noise}
 
+    # The scoring interface the stages' evaluations read (duck-typed: they do not import the world).
+    def attribute_scores(self, text: str) -> dict[str, bool]:
+        return attribute_scores(text, self)
+
+    def attribute_chance(self) -> dict[str, float]:
+        return attribute_chance(self)
+
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["caption"] = self.caption

@@ -1,4 +1,4 @@
-"""Stage 2, decoding-side alignment: teach the output projectors to speak each decoder's language.
+"""Chapter 04: stage 2, decoding-side alignment: teach the output projectors to speak each decoder's language.
 
 Data: captions only (no media). For a caption, the frozen decoder's own text encoder gives the
 conditioning it would generate from (the *target*: CLIP's 77 x 768 for Stable Diffusion). The
@@ -16,18 +16,19 @@ One modality per batch, round-robin, as in stage 1.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from nextgpt_mini.tiny import world as tw
+from nextgpt_mini.data.pairs import TargetSet, read_pairs
+from nextgpt_mini.losses import answer_nll, distance
 from nextgpt_mini.prompts import collate, dialogue_segments, tokenize_segments
-from nextgpt_mini.training.trainer import epoch_order
+from nextgpt_mini.training.sampling import RoundRobinBatches
+from nextgpt_mini.training.trainer import Trainer
 
-MODALITIES = ("image", "video", "audio")
-# The requests of the toy world's T->I / T->V / T->A dialogues (data/mosit.py), and their answers.
+# How a request for media is asked and answered (the toy world's T->I / T->V / T->A dialogues use
+# the same phrasings: tiny/dialogues.py).
 REQUESTS = {
     "image": ["Show me {c}.", "Draw {c}.", "Can you make a picture of {c}?"],
     "video": ["Make a video of {c}.", "Show me a clip of {c}."],
@@ -36,54 +37,14 @@ REQUESTS = {
 ANSWERS = {"image": "Here is {c}.", "video": "Here is a video of {c}.", "audio": "Here is {c}."}
 
 
-@dataclass
-class TargetSet:
-    """Captions of one modality with their decoder's conditioning targets."""
-
-    modality: str
-    captions: list[str]
-    targets: torch.Tensor  # [N, *target_shape]
-    items: list[tw.ToyItem] | None = None
-    names: list[str] = field(default_factory=list)
-    latents: torch.Tensor | None = None  # the media's VAE latents, for the optional denoising loss
-
-    def __len__(self) -> int:
-        return len(self.captions)
-
-
-def render_for_decoder(item: tw.ToyItem, cfg) -> np.ndarray:
-    """A toy item at its decoder's size: an image [H, W, 3], or a video [F, H, W, 3] at its fps."""
-    if item.modality == "image":
-        return tw.render_image(item, cfg.height)
-    return tw.render_video(item, cfg.height, cfg.num_frames / cfg.fps, cfg.fps)[: cfg.num_frames]
-
-
-def attach_latents(sets: dict[str, TargetSet], decoders, batch_size: int = 32) -> None:
-    """Render each toy item at the decoder's size and store its VAE latents (image and video sets)."""
-    for m, data in sets.items():
-        if m == "audio" or not data.items:
-            continue
-        dec = decoders[m]
-        chunks = [dec.clean_latents([render_for_decoder(it, dec.cfg) for it in data.items[k : k + batch_size]])
-                  for k in range(0, len(data.items), batch_size)]
-        data.latents = torch.cat(chunks).float().cpu()
-
-
 # --------------------------------------------------------------------------------------------
-# Data
+# Data: captions of NExT-GPT pair files (the toy world's: tiny/data.py)
 # --------------------------------------------------------------------------------------------
-def toy_captions(modality: str, n: int, split: str, seed: int = 0) -> tuple[list[str], list[tw.ToyItem]]:
-    items = tw.sample_items(modality, n, seed=seed + 17, split=split)
-    return [it.caption for it in items], items
-
-
 def file_captions(folder: str | os.PathLike) -> dict[str, list[str]]:
     """Captions of NExT-GPT pair files in `folder` (images.json / videos.json / audio.json).
 
     Stage 2 needs no media: CC3M, WebVid and AudioCaps captions alone are its data.
     """
-    from nextgpt_mini.data.pairs import read_pairs
-
     folder = Path(folder)
     out = {}
     for name in ("images.json", "videos.json", "audio.json"):
@@ -95,20 +56,14 @@ def file_captions(folder: str | os.PathLike) -> dict[str, list[str]]:
     return out
 
 
-def prepare_data(decoders, data_dir: str | None = None, n_train: int = 400, n_test: int = 48, seed: int = 0):
-    """(train, test) dicts of TargetSets: the toy world by default, or the captions in `data_dir`."""
+def file_data(decoders, data_dir: str | os.PathLike):
+    """(train, test) dicts of TargetSets from the captions in `data_dir` (the last quarter held out)."""
     train, test = {}, {}
-    if data_dir:
-        for m, captions in file_captions(data_dir).items():
-            n_held = max(1, int(round(0.25 * len(captions))))
-            targets = decoders[m].targets(captions)
-            train[m] = TargetSet(m, captions[:-n_held], targets[:-n_held])
-            test[m] = TargetSet(m, captions[-n_held:], targets[-n_held:])
-        return train, test
-    for m in MODALITIES:
-        for split, n, out in (("train", n_train, train), ("test", n_test, test)):
-            captions, items = toy_captions(m, n, split, seed)
-            out[m] = TargetSet(m, captions, decoders[m].targets(captions), items)
+    for m, captions in file_captions(data_dir).items():
+        n_held = max(1, int(round(0.25 * len(captions))))
+        targets = decoders[m].targets(captions)
+        train[m] = TargetSet(m, captions[:-n_held], targets[:-n_held])
+        test[m] = TargetSet(m, captions[-n_held:], targets[-n_held:])
     return train, test
 
 
@@ -123,20 +78,13 @@ def request_example(tokenizer, signal, template: str, modality: str, caption: st
     return tokenize_segments(segments, tokenizer, max_length, signal_ids=signal.ids)
 
 
-class SignalBatches:
+class SignalBatches(RoundRobinBatches):
     """`batch(step)`: one modality per step, round-robin; captions by a seeded permutation per epoch."""
 
     def __init__(self, sets: dict[str, TargetSet], tokenizer, signal, template: str, batch_size: int,
                  max_length: int, seed: int = 0):
-        self.sets = {m: s for m, s in sets.items() if len(s)}
-        self.order = [m for m in MODALITIES if m in self.sets]
-        self.tokenizer, self.signal, self.template = tokenizer, signal, template
-        self.batch_size, self.max_length, self.seed = batch_size, max_length, seed
-
-    def _indices(self, modality: str, step: int) -> list[int]:
-        turn = step // len(self.order)
-        return epoch_order(len(self.sets[modality]), turn * self.batch_size, self.batch_size,
-                           [self.seed, 2, MODALITIES.index(modality)])
+        super().__init__(sets, batch_size, seed, stream=(2,))
+        self.tokenizer, self.signal, self.template, self.max_length = tokenizer, signal, template, max_length
 
     def examples(self, modality: str, indices: list[int]) -> dict:
         data = self.sets[modality]
@@ -148,10 +96,6 @@ class SignalBatches:
         batch["signal_latents"] = [data.latents[i] for i in indices] if data.latents is not None else None
         batch["modality"] = modality
         return batch
-
-    def batch(self, step: int, rank: int = 0, world: int = 1) -> dict:
-        modality = self.order[step % len(self.order)]
-        return self.examples(modality, self._indices(modality, step)[rank::world])
 
 
 # --------------------------------------------------------------------------------------------
@@ -165,7 +109,7 @@ def project_captions(model, data: TargetSet, template: str | None = None, batch_
                            batch_size, p.llm.max_length)
     outs = []
     for start in range(0, len(data), batch_size):
-        batch = model._on_device(source.examples(data.modality, list(range(start, min(start + batch_size, len(data))))))
+        batch = model.on_device(source.examples(data.modality, list(range(start, min(start + batch_size, len(data))))))
         embeds = model.embed(batch)
         out = model.llm(inputs_embeds=embeds, attention_mask=batch["attention_mask"], output_hidden_states=True)
         projected = model.project_signals(out.hidden_states[-1], embeds, batch["signal_spans"])
@@ -178,8 +122,6 @@ def project_captions(model, data: TargetSet, template: str | None = None, batch_
 
 def pairwise_distance(pred: torch.Tensor, targets: torch.Tensor, kind: str = "l2") -> torch.Tensor:
     """[N, M]: distance of each projected conditioning to each target."""
-    from nextgpt_mini.losses import distance
-
     n, m = pred.shape[0], targets.shape[0]
     a = pred[:, None].expand(n, m, *pred.shape[1:]).reshape(n * m, *pred.shape[1:])
     b = targets[None].expand(n, m, *targets.shape[1:]).reshape(n * m, *targets.shape[1:])
@@ -209,15 +151,14 @@ def alignment_report(model, sets: dict[str, TargetSet]) -> dict[str, float]:
     return result
 
 
-def signal_nll(model, sets: dict[str, TargetSet]) -> float:
+def signal_nll(model, sets: dict[str, TargetSet], batch_size: int = 64) -> float:
     """Mean NLL of held-out answers "<caption> [SIG0..]": does the LLM ask for the right decoder?"""
     p = model.profile
-    source = SignalBatches(sets, model.tokenizer, model.signal, p.llm.template, 64, p.llm.max_length)
+    source = SignalBatches(sets, model.tokenizer, model.signal, p.llm.template, batch_size, p.llm.max_length)
     values = []
     for m, data in source.sets.items():
-        for start in range(0, len(data), 64):
-            batch = source.examples(m, list(range(start, min(start + 64, len(data)))))
-            values.append(model.per_example_nll(batch).mean().item())
+        for start in range(0, len(data), batch_size):
+            values.append(answer_nll(model, [source.examples(m, list(range(start, min(start + batch_size, len(data)))))]).mean().item())
     return float(np.mean(values))
 
 
@@ -228,19 +169,20 @@ def make_eval_fn(sets: dict[str, TargetSet]):
     return evaluate
 
 
-def run_stage2(model, decoders=None, out_dir: str | None = None, steps: int | None = None, data_dir: str | None = None,
-               resume: bool = False, cache_dir: str | None = None, progress: bool = True):
-    """Train stage 2 and return the TrainResult (first/last evals hold distance and retrieval)."""
-    from nextgpt_mini.models.decoders import Decoders
-    from nextgpt_mini.training.trainer import Trainer
-
+def batches(model, train: dict[str, TargetSet]) -> SignalBatches:
+    """The stage's batch source, at the stage's own batch size (`train.stage_overrides["2"]`)."""
     p = model.profile
-    decoders = decoders or Decoders(p, cache_dir=cache_dir)
-    train, test = prepare_data(decoders, data_dir, seed=p.seed)
-    cfg = p.train.for_stage("2")
-    if cfg.denoising_loss:
-        attach_latents(train, decoders)
+    return SignalBatches(train, model.tokenizer, model.signal, p.llm.template, p.train.for_stage("2").batch_size,
+                         p.llm.max_length, p.seed)
+
+
+def run(model, train: dict[str, TargetSet], test: dict[str, TargetSet], decoders=None, out_dir: str | None = None,
+        steps: int | None = None, resume: bool = False, progress: bool = True):
+    """Train stage 2 on `train`, evaluating on `test`; returns the TrainResult (first/last evals hold
+    distance and retrieval). With the optional denoising loss, `decoders` must be given and the
+    sets must carry media latents (tiny/data.attach_latents)."""
+    if model.profile.train.for_stage("2").denoising_loss:
         model.decoders = decoders
-    source = SignalBatches(train, model.tokenizer, model.signal, p.llm.template, cfg.batch_size, p.llm.max_length, p.seed)
-    trainer = Trainer(model, "2", source, p.train, out_dir=out_dir, steps=steps, eval_fn=make_eval_fn(test), progress=progress)
+    trainer = Trainer(model, "2", batches(model, train), model.profile.train, out_dir=out_dir, steps=steps,
+                      eval_fn=make_eval_fn(test), progress=progress)
     return trainer.train(resume=resume)

@@ -1,4 +1,4 @@
-"""Stage 3, modality-switching instruction tuning (MosIT): the whole system learns to converse.
+"""Chapter 06: stage 3, modality-switching instruction tuning (MosIT): the whole system learns to converse.
 
 Data: dialogues in our MosIT format (`data/mosit.py`; other formats via `data/formats.py`). User
 turns may carry media (soft tokens through the input projector); assistant turns may ask for
@@ -17,17 +17,24 @@ original's sampler does), deterministic given the seed and the step, split acros
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from nextgpt_mini.data import mosit
-from nextgpt_mini.tiny import world as tw
-from nextgpt_mini.prompts import STOP, collate, dialogue_segments, tokenize_segments
-from nextgpt_mini.training.trainer import epoch_order
+from nextgpt_mini.constants import MODALITIES
+from nextgpt_mini.data.formats import read_dialogues
+from nextgpt_mini.data.mosit import strip_answer
+from nextgpt_mini.encode import encode, encoder_cache
+from nextgpt_mini.generation import cut_at_stop, reply_ids
+from nextgpt_mini.models.signal_tokens import find_runs, is_complete
+from nextgpt_mini.prompts import collate, dialogue_segments, tokenize_segments
+from nextgpt_mini.training.sampling import epoch_order
+from nextgpt_mini.training.stage1 import add_tallies, attribute_rates, attribute_report
+from nextgpt_mini.training.trainer import Trainer
 
-MODALITIES = ("image", "video", "audio")
+MEDIA_TO_TEXT = ("I->T", "V->T", "A->T")
 
 
 # --------------------------------------------------------------------------------------------
@@ -39,36 +46,42 @@ def media_key(m: dict) -> str:
     return "path:" + str(m["path"])
 
 
-def encode_media(model, dialogues: list[dict], cache_dir: str | None = None, batch_size: int = 64) -> dict[str, torch.Tensor]:
-    """{media key: unit-norm encoder embedding} for every input item of `dialogues`."""
-    from nextgpt_mini.encode import encode, encoder_cache
-    from nextgpt_mini.tiny.pretrain.encoder import audio_tensor, image_tensor, video_tensor
+def encode_media(model, dialogues: list[dict], cache_dir: str | None = None, batch_size: int = 64,
+                 render: Callable | None = None) -> dict[str, torch.Tensor]:
+    """{media key: unit-norm encoder embedding} for every input item of `dialogues`.
 
-    cfg = model.profile.encoder
+    Media given as files (`path`) go through `encode` (cached); media given as items (`item`, the
+    toy world's) are turned into encoder inputs by `render(item, encoder_cfg)` and encoded in batches."""
     items = {}
     for d in dialogues:
         for t in d["turns"]:
             for m in t.get("media", []):
                 items.setdefault(media_key(m), m)
-    out: dict[str, torch.Tensor] = {}
-    render = {"image": lambda it: image_tensor(it, 64, cfg), "video": lambda it: video_tensor(it, 64, 2.0, 8, cfg),
-              "audio": lambda it: audio_tensor(it, 2.0, cfg)}
-    run = {"image": model.encoder.encode_image, "video": model.encoder.encode_video, "audio": model.encoder.encode_audio}
-    by_modality = defaultdict(list)
-    files = []
+    by_modality, files = defaultdict(list), []
     for key, m in items.items():
         (by_modality[m["modality"]] if "item" in m else files).append((key, m))
-    with torch.no_grad():
-        for modality, rows in by_modality.items():
-            for start in range(0, len(rows), batch_size):
-                chunk = rows[start : start + batch_size]
-                x = torch.stack([render[modality](m["item"]) for _, m in chunk])
-                emb = torch.nn.functional.normalize(run[modality](x).float(), dim=-1)
-                out.update({key: e for (key, _), e in zip(chunk, emb)})
+    if by_modality and render is None:
+        raise ValueError("these dialogues hold in-memory media items: pass render= (tiny.render.encoder_input for the toy world)")
+    out: dict[str, torch.Tensor] = {}
+    cfg = model.profile.encoder
+    for modality, rows in by_modality.items():
+        out.update(_encode_items(model, modality, rows, render, batch_size))
     if files:
         cache = encoder_cache(cache_dir, cfg, model.encoder) if cache_dir else None
         emb = encode([m["path"] for _, m in files], encoder=model.encoder, cfg=cfg, cache=cache, progress=False)
         out.update({key: e for (key, _), e in zip(files, emb)})
+    return out
+
+
+@torch.no_grad()
+def _encode_items(model, modality: str, rows: list, render: Callable, batch_size: int) -> dict[str, torch.Tensor]:
+    run = {"image": model.encoder.encode_image, "video": model.encoder.encode_video, "audio": model.encoder.encode_audio}[modality]
+    out = {}
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        x = torch.stack([render(m["item"], model.profile.encoder) for _, m in chunk])
+        emb = torch.nn.functional.normalize(run(x).float(), dim=-1)
+        out.update({key: e for (key, _), e in zip(chunk, emb)})
     return out
 
 
@@ -87,8 +100,9 @@ class DialogueSet:
         return dict(sorted(groups.items()))
 
 
-def prepare_dialogues(model, decoders, dialogues: list[dict], cache_dir: str | None = None) -> DialogueSet:
-    media = encode_media(model, dialogues, cache_dir)
+def prepare_dialogues(model, decoders, dialogues: list[dict], cache_dir: str | None = None,
+                      render: Callable | None = None) -> DialogueSet:
+    media = encode_media(model, dialogues, cache_dir, render=render)
     wanted = defaultdict(list)
     for d in dialogues:
         for t in d["turns"]:
@@ -100,28 +114,6 @@ def prepare_dialogues(model, decoders, dialogues: list[dict], cache_dir: str | N
         for c, tgt in zip(captions, decoders[m].targets(captions)):
             targets[(m, c)] = tgt
     return DialogueSet(dialogues, media, targets)
-
-
-def toy_data(model, decoders, n_train: int = 660, n_test: int = 66, seed: int = 0, cache_dir: str | None = None):
-    """Toy-world dialogues of every task (train and held-out splits), prepared."""
-    train = mosit.toy_dialogues(n_train, seed=seed, split="train")
-    return prepare_dialogues(model, decoders, train, cache_dir), heldout_dialogues(model, decoders, n_test, seed, cache_dir)
-
-
-def heldout_dialogues(model, decoders, n: int = 66, seed: int = 0, cache_dir: str | None = None,
-                      tasks: tuple[str, ...] = mosit.TASKS):
-    """The held-out (test split) half of `toy_data`, prepared: for evaluating a trained system."""
-    return prepare_dialogues(model, decoders, mosit.toy_dialogues(n, seed=seed + 1, split="test", tasks=tasks), cache_dir)
-
-
-MEDIA_TO_TEXT = ("I->T", "V->T", "A->T")
-
-
-def reading_report(model, decoders, n: int = 90, seed: int = 0) -> dict[str, float]:
-    """Media -> text on `n` held-out I->T / V->T / A->T questions (half of their objects are
-    held-out colour+shape pairs): attributes named right next to chance, per attribute and whole
-    answers. The 66 dialogues of `toy_data` hold only 18 such questions, too few to tell 1 % from 5 %."""
-    return behaviour_report(model, heldout_dialogues(model, decoders, n, seed, tasks=MEDIA_TO_TEXT))
 
 
 # --------------------------------------------------------------------------------------------
@@ -182,84 +174,39 @@ class BlendedBatches:
 @torch.no_grad()
 def respond(model, turns: list[dict], media: list[torch.Tensor] | None, max_new_tokens: int = 40) -> list[int]:
     """Greedy reply ids to `turns` (ending with a user turn); `media` = that prompt's soft-token inputs."""
-    from nextgpt_mini.prompts import embed_with_media
-
-    ex = dialogue_example(model, {"turns": turns})
-    batch = collate([ex], model.tokenizer.pad_token_id)
+    batch = collate([dialogue_example(model, {"turns": turns})], model.tokenizer.pad_token_id)
     soft = model.soft_tokens([torch.stack(media) if media else None])
-    embeds = embed_with_media(model.llm.get_input_embeddings(), batch["input_ids"], soft)
-    # the template's stop string ends the turn; it is several tokens in some tokenizers, hence a string
-    ids = model.llm.generate(inputs_embeds=embeds, attention_mask=batch["attention_mask"], max_new_tokens=max_new_tokens,
-                             do_sample=False, pad_token_id=model.tokenizer.pad_token_id,
-                             eos_token_id=model.tokenizer.eos_token_id, stop_strings=[STOP], tokenizer=model.tokenizer)
-    return cut_at_stop(ids[0].tolist(), model.tokenizer)
-
-
-def cut_at_stop(ids: list[int], tokenizer) -> list[int]:
-    """The reply's tokens that lie wholly before the stop string ("\n###" may span several tokens)."""
-    for k in range(len(ids)):
-        text = tokenizer.decode(ids[: k + 1])
-        if STOP in text:
-            start = text.index(STOP)
-            j = k
-            while j > 0 and len(tokenizer.decode(ids[:j])) > start:
-                j -= 1
-            return ids[:j]
-    return ids
+    return cut_at_stop(reply_ids(model, batch, soft, max_new_tokens)[0].tolist(), model.tokenizer)
 
 
 def signal_runs(ids: list[int], signal_ids: dict[str, list[int]]) -> list[tuple[str, bool]]:
     """(modality, complete?) for each run of signal tokens in `ids`."""
-    lookup = {i: (m, k) for m, group in signal_ids.items() for k, i in enumerate(group)}
-    runs, k = [], 0
-    while k < len(ids):
-        if ids[k] not in lookup:
-            k += 1
-            continue
-        m = lookup[ids[k]][0]
-        got = []
-        while k < len(ids) and ids[k] in lookup and lookup[ids[k]][0] == m:
-            got.append(lookup[ids[k]][1])
-            k += 1
-        runs.append((m, got == list(range(len(signal_ids[m])))))
-    return runs
+    return [(run[0], is_complete(ids, run, signal_ids)) for run in find_runs(ids, signal_ids)]
 
 
 def behaviour_report(model, data: DialogueSet, limit: int | None = None) -> dict[str, float]:
     """On held-out dialogues: the share of first replies whose signal tokens are right (the right
     modality's complete run when media is asked for, none otherwise), and media->text attribute
-    accuracy of the I->T / V->T / A->T answers next to chance: per attribute (`attr_acc`) and whole
-    answers naming every attribute of the item right (`exact_acc`; chance = the product of the
-    per-attribute chances)."""
+    accuracy of the I->T / V->T / A->T answers about items that score a caption, next to chance
+    (`training.stage1.attribute_report`)."""
     right = total = 0
     per_task: dict[str, list[bool]] = defaultdict(list)
-    attr_right = attr_total = attr_chance = exact = exact_chance = answers = 0.0
+    tally: dict = {}
     for d in data.dialogues[:limit]:
-        turns = d["turns"]
-        user, reply = turns[0], turns[1]
-        media = [data.media[media_key(m)] for m in user.get("media", [])]
-        ids = respond(model, [user], media)
+        user, reply = d["turns"][0], d["turns"][1]
+        ids = respond(model, [user], [data.media[media_key(m)] for m in user.get("media", [])])
         runs = signal_runs(ids, model.signal.ids)
         wanted = reply.get("output")
         ok = runs == [(wanted["modality"], True)] if wanted else not runs
         right += ok
         total += 1
         per_task[d.get("task", "any")].append(ok)
-        if d.get("task") in ("I->T", "V->T", "A->T") and "item" in user["media"][0]:
-            item = user["media"][0]["item"]
-            said = mosit.strip_answer(model.tokenizer.decode(ids, skip_special_tokens=True))
-            scores = tw.attribute_scores(said, item)
-            attr_right += sum(scores.values())
-            attr_total += len(scores)
-            attr_chance += sum(tw.attribute_chance(item).values())
-            exact += all(scores.values())
-            exact_chance += float(np.prod(list(tw.attribute_chance(item).values())))
-            answers += 1
+        if d.get("task") in MEDIA_TO_TEXT and "item" in user["media"][0]:
+            said = strip_answer(model.tokenizer.decode(ids, skip_special_tokens=True))
+            tally = add_tallies(tally, attribute_report([said], [user["media"][0]["item"]]))
     out = {"signal_accuracy": right / max(total, 1)}
     out.update({f"signal_accuracy[{t}]": sum(v) / len(v) for t, v in sorted(per_task.items())})
-    if attr_total:
-        out.update(attr_acc=attr_right / attr_total, attr_chance=attr_chance / attr_total,
-                   exact_acc=exact / answers, exact_chance=exact_chance / answers)
+    out.update(attribute_rates(tally))
     return out
 
 
@@ -288,24 +235,20 @@ def make_eval_fn(test: DialogueSet, with_behaviour: bool = True):
     return evaluate
 
 
-def run_stage3(model, decoders=None, out_dir: str | None = None, steps: int | None = None, data_files: list[str] | None = None,
-               resume: bool = False, cache_dir: str | None = None, progress: bool = True):
-    """Train stage 3 (LoRA switched on first) and return the TrainResult."""
-    from nextgpt_mini.data.formats import read_dialogues
-    from nextgpt_mini.models.decoders import Decoders
-    from nextgpt_mini.training.trainer import Trainer
+def file_data(model, decoders, data_files: list[str], cache_dir: str | None = None) -> tuple[DialogueSet, DialogueSet]:
+    """Dialogue files (our MosIT format, NExT-GPT's, LLaVA's or Alpaca's), the last tenth held out, prepared."""
+    dialogues = [d for f in data_files for d in read_dialogues(f)]
+    n_test = max(1, len(dialogues) // 10)
+    return (prepare_dialogues(model, decoders, dialogues[:-n_test], cache_dir),
+            prepare_dialogues(model, decoders, dialogues[-n_test:], cache_dir))
 
+
+def run(model, train: DialogueSet, test: DialogueSet, out_dir: str | None = None, steps: int | None = None,
+        resume: bool = False, progress: bool = True):
+    """Train stage 3 (LoRA switched on first; it must be on before `train`'s targets are used) and
+    return the TrainResult."""
     p = model.profile
     model.enable_lora()
-    decoders = decoders or Decoders(p, cache_dir=cache_dir)
-    if data_files:
-        dialogues = [d for f in data_files for d in read_dialogues(f)]
-        n_test = max(1, len(dialogues) // 10)
-        train = prepare_dialogues(model, decoders, dialogues[:-n_test], cache_dir)
-        test = prepare_dialogues(model, decoders, dialogues[-n_test:], cache_dir)
-    else:
-        train, test = toy_data(model, decoders, seed=p.seed, cache_dir=cache_dir)
-    cfg = p.train.for_stage("3")
-    source = BlendedBatches(model, train, cfg.batch_size, p.seed)
+    source = BlendedBatches(model, train, p.train.for_stage("3").batch_size, p.seed)
     trainer = Trainer(model, "3", source, p.train, out_dir=out_dir, steps=steps, eval_fn=make_eval_fn(test), progress=progress)
     return trainer.train(resume=resume)

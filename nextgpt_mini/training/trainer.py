@@ -1,6 +1,6 @@
-"""The trainer: one loop for every stage, on Accelerate (CPU, one GPU or many, unchanged).
+"""Chapters 02, 04 and 06: the trainer, one loop for every stage, on Accelerate (CPU, one GPU or many, unchanged).
 
-A stage *declares* what it trains (`STAGE_TRAINS`). The trainer freezes everything, unfreezes
+A stage *declares* what it trains (`training/stages.py`). The trainer freezes everything, unfreezes
 exactly the declared groups, and refuses to start if any other parameter still asks for a
 gradient: nothing is trained by surprise (the original code left 2 x 131 M embedding rows
 trainable without saying so).
@@ -24,19 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 from torch import nn
 
 from nextgpt_mini.config import TrainConfig
-from nextgpt_mini.utils import atomic_folder
-
-STAGE_TRAINS: dict[str, tuple[str, ...]] = {
-    "1": ("input_projector",),
-    "2": ("output_projectors", "signal_rows"),
-    "3": ("lora", "input_projector", "output_projectors", "signal_rows"),
-}
-CHECKPOINT = "checkpoint"
+from nextgpt_mini.constants import CHECKPOINT
+from nextgpt_mini.training.stages import STAGE_TRAINS
+from nextgpt_mini.utils import atomic_folder, atomic_path
 
 
 class BatchSource(Protocol):
@@ -282,17 +276,6 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)
 
 
-def epoch_order(n: int, first: int, count: int, seed: list[int]) -> list[int]:
-    """Positions first .. first+count-1 of an endless walk over items 0..n-1 that takes a fresh
-    permutation each epoch, seeded by `seed + [epoch]`: a pure function of its arguments, which is
-    what makes a resumed run see the batches the uninterrupted one would have."""
-    out = []
-    for k in range(first, first + count):
-        epoch, pos = divmod(k, n)
-        out.append(int(np.random.default_rng([*seed, epoch]).permutation(n)[pos]))
-    return out
-
-
 def warmup_cosine(optimizer, warmup: int, total: int, floor: float = 0.0):
     """Linear warmup to the peak lr, then cosine decay to `floor` x peak."""
 
@@ -322,8 +305,6 @@ def plot_history(history: list[dict], path: str | os.PathLike, title: str = "") 
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    from nextgpt_mini.utils import atomic_path
-
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=80)
     return Path(path)

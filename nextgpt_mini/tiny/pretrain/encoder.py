@@ -5,7 +5,7 @@ something; `encoder_train` trains it, on the tensors made here. They are made ex
 loaders make them, so that a user's PNG / WAV / MP4 gets the numbers the encoder was trained on:
 images are rendered to PIL and go through `processing.image_to_tensor`, audio waveforms through
 `processing.audio_to_tensor`, video frames through `processing.frames_to_tensor`, which is
-`processing.load_video` after its decode step (tests/test_encoder_pretrain.py checks it is the
+`processing.load_video` after its decode step (the three helpers: `tiny/render.py`) (tests/test_encoder_pretrain.py checks it is the
 same function on the decoded frames of an MP4). Render sizes, video lengths (1-4 s) and frame rates
 (4 and 8 fps) vary like the files the package writes (data_samples, the demo, the tiny decoders'
 outputs). The training set is rendered once and cached as tensors; every video comes with its
@@ -29,6 +29,7 @@ from nextgpt_mini import processing as pp
 from nextgpt_mini.config import EncoderConfig
 from nextgpt_mini.models.imagebind import ImageBindEncoder
 from nextgpt_mini.tiny import world as tw
+from nextgpt_mini.tiny.render import audio_tensor, image_tensor, video_tensor
 from nextgpt_mini.utils import torch_threads
 
 
@@ -70,25 +71,6 @@ class EncoderPretrainSettings:
                     clip_steps=12, bind_steps=12, batch_size=24, image_batch_size=12, lr=3e-3, bind_lr=3e-3, warmup_ratio=0.0)
         base.update(overrides)
         return cls(**base)
-
-
-# ============================================================================================
-# Inputs exactly as the file loaders make them
-# ============================================================================================
-def image_tensor(item: tw.ToyItem, render_size: int, cfg: EncoderConfig) -> Tensor:
-    """A toy image rendered at `render_size` px, through the image loader's transform -> [3, S, S]."""
-    from PIL import Image
-
-    return pp.image_to_tensor(Image.fromarray(tw.render_image(item, render_size)), cfg.image_size)
-
-
-def video_tensor(item: tw.ToyItem, render_size: int, seconds: float, fps: int, cfg: EncoderConfig) -> Tensor:
-    return pp.frames_to_tensor(tw.render_video(item, render_size, seconds, fps), fps, cfg)
-
-
-def audio_tensor(item: tw.ToyItem, seconds: float, cfg: EncoderConfig) -> Tensor:
-    sr = int(cfg.sample_rate)
-    return pp.audio_to_tensor(torch.from_numpy(tw.render_audio(item, seconds, sr)), sr, cfg)
 
 
 # --------------------------------------------------------------------------------------------
