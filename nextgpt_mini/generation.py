@@ -80,21 +80,29 @@ def prompt_example(model, turns: list[dict]):
 
 
 @torch.no_grad()
+def greedy_tokens(llm, tokenizer, embeds: torch.Tensor, attention_mask: torch.Tensor | None = None, max_new_tokens: int = 64,
+                  stop: bool = True, temperature: float = 0.0, top_p: float = 1.0) -> torch.Tensor:
+    """The LLM's continuation of input embeddings [B, T, H]: the new tokens [B, new].
+
+    The one decoding loop of the package: generation, the stages' evaluations, the toy suite and
+    the tiny LLM's build all read replies through it. Greedy unless `temperature` > 0. With
+    `stop`, a row ends at the template's stop string (several tokens in some tokenizers, hence a
+    string, not an id); `</s>` ends it too."""
+    sample = temperature > 0
+    until = {"stop_strings": [STOP], "tokenizer": tokenizer} if stop else {}
+    return llm.generate(
+        inputs_embeds=embeds, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
+        do_sample=sample, temperature=temperature if sample else None, top_p=top_p if sample else None,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **until,
+    )
+
+
 def reply_ids(model, batch: dict, soft: list, max_new_tokens: int, stop: bool = True, temperature: float = 0.0,
               top_p: float = 1.0) -> torch.Tensor:
-    """The LLM's continuation of a tokenized batch whose media slots take `soft` tokens: [B, new].
-
-    The one decoding loop of the package: generation, the stages' evaluations and the toy suite
-    all read replies through it. Greedy unless `temperature` > 0. With `stop`, a row ends at the
-    template's stop string (several tokens in some tokenizers, hence a string, not an id)."""
+    """`greedy_tokens` for a tokenized batch of a NextGPT whose media slots take `soft` tokens: [B, new]."""
     embeds = embed_with_media(model.llm.get_input_embeddings(), batch["input_ids"], soft)
-    sample = temperature > 0
-    until = {"stop_strings": [STOP], "tokenizer": model.tokenizer} if stop else {}
-    return model.llm.generate(
-        inputs_embeds=embeds, attention_mask=batch["attention_mask"], max_new_tokens=max_new_tokens,
-        do_sample=sample, temperature=temperature if sample else None, top_p=top_p if sample else None,
-        pad_token_id=model.tokenizer.pad_token_id, eos_token_id=model.tokenizer.eos_token_id, **until,
-    )
+    return greedy_tokens(model.llm, model.tokenizer, embeds, batch["attention_mask"], max_new_tokens, stop,
+                         temperature, top_p)
 
 
 def cut_at_stop(ids: list[int], tokenizer) -> list[int]:

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from nextgpt_mini.data.mosit import strip_answer
+from nextgpt_mini.generation import greedy_tokens
 from nextgpt_mini.models.llm import tiny_llama_config
 from nextgpt_mini.models.signal_tokens import MEDIA_END, MEDIA_START
 from nextgpt_mini.profiles import load_profile
@@ -158,19 +159,14 @@ def pretrain_tiny_llm(llm_cfg, tokenizer, cfg: LLMPretrainSettings | None = None
 # Greedy generation (the template's stop string is "###")
 # --------------------------------------------------------------------------------------------
 @torch.no_grad()
-def greedy_continue(model, tokenizer, ids: list[int], max_new_tokens: int = 40, stop: str | None = STOP) -> str:
-    """Greedy decoding from token ids; returns the new text, cut before `stop` or `</s>`."""
-    new: list[int] = []
-    for _ in range(max_new_tokens):  # no KV cache: sequences are short and the model is tiny
-        logits = model(input_ids=torch.tensor([ids + new]), use_cache=False).logits
-        nxt = int(logits[0, -1].argmax())
-        if nxt == tokenizer.eos_token_id:
-            break
-        new.append(nxt)
-        if stop and stop in tokenizer.decode(new):
-            break
-    text = tokenizer.decode(new)
-    return text.split(stop)[0] if stop else text
+def greedy_continue(model, tokenizer, ids: list[int], max_new_tokens: int = 40) -> str:
+    """Greedy decoding from token ids (`generation.greedy_tokens`); the new text, cut before "###" or `</s>`."""
+    embeds = model.get_input_embeddings()(torch.tensor([ids]))
+    return _reply_text(greedy_tokens(model, tokenizer, embeds, max_new_tokens=max_new_tokens)[0], tokenizer)
+
+
+def _reply_text(new: torch.Tensor, tokenizer) -> str:
+    return tokenizer.decode([i for i in new.tolist() if i != tokenizer.eos_token_id]).split(STOP)[0]
 
 
 def answer(model, tokenizer, question: str, max_new_tokens: int = 40, max_length: int = 128) -> str:
@@ -183,7 +179,7 @@ def answer(model, tokenizer, question: str, max_new_tokens: int = 40, max_length
 def complete(model, tokenizer, text: str, max_new_tokens: int = 20) -> str:
     """Greedy continuation of raw text (after `<s>`), up to `</s>`, "###" or a newline."""
     ids = [tokenizer.bos_token_id] + tokenizer(text, add_special_tokens=False)["input_ids"]
-    return greedy_continue(model, tokenizer, ids, max_new_tokens, stop=STOP).split("\n")[0]
+    return greedy_continue(model, tokenizer, ids, max_new_tokens).split("\n")[0]
 
 
 def answer_accuracy(model, tokenizer, split: str = "test", n: int = 44, seed: int = 1,
@@ -216,15 +212,8 @@ def reading_accuracy(model, tokenizer, n: int = 30, split: str = "test", seed: i
         turns = [{"role": "user", "text": INSTRUCTIONS[modality][0], "media": [{"modality": modality}]}]
         ex = tokenize_segments(dialogue_segments(turns, "nextgpt"), tokenizer, 128, bos=True)
         bag = tokenizer(item.caption, add_special_tokens=False)["input_ids"]
-        new: list[int] = []
-        for _ in range(24):
-            ids = torch.tensor([ex.input_ids + new])
-            x = embed_rows(model, ids, [[(ex.media_positions[0], bag)]])
-            nxt = int(model(inputs_embeds=x).logits[0, -1].argmax())
-            if nxt == tokenizer.eos_token_id or STOP in tokenizer.decode(new):
-                break
-            new.append(nxt)
-        said = strip_answer(tokenizer.decode(new).split(STOP)[0])
+        x = embed_rows(model, torch.tensor([ex.input_ids]), [[(ex.media_positions[0], bag)]])
+        said = strip_answer(_reply_text(greedy_tokens(model, tokenizer, x, max_new_tokens=24)[0], tokenizer))
         right += all(tw.attribute_scores(said, item).values())
     return right, n
 
