@@ -42,7 +42,7 @@ from nextgpt_mini.hub import resolve_weights
 from nextgpt_mini.models.imagebind import build_encoder
 from nextgpt_mini.models.imagebind_weights import load_encoder
 from nextgpt_mini.processing import MediaError, load_media, load_text_tokenizer
-from nextgpt_mini.processing.inputs import MODALITIES, InputLike, ResolvedInput, Text, resolve_inputs
+from nextgpt_mini.processing.inputs import INPUT_MODALITIES, InputLike, ResolvedInput, Text, resolve_inputs
 from nextgpt_mini.utils import atomic_path, pick_device
 
 __all__ = [
@@ -235,7 +235,7 @@ def _read_cache(cache: EmbeddingCache, plan: _Plan, out: torch.Tensor) -> list[s
 def _batches(todo: Sequence[str], plan: _Plan, batch_size: int) -> list[tuple[str, list[str]]]:
     """(modality, units) batches of at most `batch_size`, one modality at a time."""
     batches: list[tuple[str, list[str]]] = []
-    for modality in MODALITIES:
+    for modality in INPUT_MODALITIES:
         group = [u for u in todo if plan.first[u].modality == modality]
         batches += [(modality, group[s : s + batch_size]) for s in range(0, len(group), batch_size)]
     return batches

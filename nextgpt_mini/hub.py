@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nextgpt_mini.config import ProfileConfig
+from nextgpt_mini.constants import MODALITIES
 from nextgpt_mini.utils import asset_path
 
 logger = logging.getLogger(__name__)
@@ -131,7 +132,7 @@ def sources(profile: ProfileConfig) -> list[Source]:
     if weights.startswith(("http://", "https://")):
         out.append(Source("ImageBind", weights, "url"))
     refs = [("LLM", profile.llm.name_or_path)] + [(f"{m} decoder", profile.decoder(m).name_or_path)
-                                                  for m in ("image", "video", "audio")]
+                                                  for m in MODALITIES]
     for what, ref in refs:
         if ref and ref != "tiny" and not ref.startswith("package:") and not Path(ref).exists():
             out.append(Source(what, ref, "hub"))

@@ -14,6 +14,7 @@ import html
 import tempfile
 from pathlib import Path
 
+from nextgpt_mini.constants import MODALITIES
 from nextgpt_mini.course import data_samples_dir
 from nextgpt_mini.generation import save_result
 from nextgpt_mini.models.decoders import Decoders
@@ -100,7 +101,7 @@ class ChatUI:
 
         paths = save_result(result, self._tmp, self.decoders, stem=f"turn{len(self.log.children) // 2}")
         parts = [w.HTML(f"<b>model:</b> {html.escape(result.text)}")]
-        parts += [self._media_widget(p) for m in ("image", "video", "audio") for p in paths[m]]
+        parts += [self._media_widget(p) for m in MODALITIES for p in paths[m]]
         return w.VBox(parts)
 
     @staticmethod

@@ -12,7 +12,8 @@ from PIL import Image
 from nextgpt_mini.evaluation import metrics
 from nextgpt_mini.evaluation.features import ToyFeatures
 from nextgpt_mini.tiny import world as tw
-from nextgpt_mini.tiny.toy_decoder import RENDER, ToyDecoder, all_items, render
+from nextgpt_mini.tiny.render import RENDER, render
+from nextgpt_mini.tiny.toy_decoder import ToyDecoder, all_items
 
 
 @pytest.fixture(scope="module")

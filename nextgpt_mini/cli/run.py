@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from nextgpt_mini.cli.common import add_profile_args, load_system, profile_of
+from nextgpt_mini.constants import MODALITIES, STAGES
 
 
 def cmd_encode(args) -> int:
@@ -77,7 +78,7 @@ def stage_list(args) -> list[str]:
     if args.stage:
         return [args.stage]
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
-    bad = [s for s in stages if s not in ("1", "2", "3")]
+    bad = [s for s in stages if s not in STAGES]
     if bad or not stages or len(set(stages)) != len(stages):
         raise ValueError(f"--stages {args.stages!r}: expected distinct stages from 1, 2, 3 separated by commas")
     if args.resume and len(stages) > 1:
@@ -113,7 +114,7 @@ def cmd_generate(args) -> int:
                             guidance_scale=args.guidance_scale, progress=not args.no_progress)
     paths = save_result(result, args.out, decoders)
     print(result.text)
-    for m in ("image", "video", "audio"):
+    for m in MODALITIES:
         for path in paths[m]:
             print(f"{m}: {path}")
     if result.completed:
@@ -172,7 +173,7 @@ def cmd_chat(args) -> int:
         paths = save_result(result, args.out, decoders, stem=f"turn{turn}")
         turn += 1
         print(f"model> {result.text}")
-        for m in ("image", "video", "audio"):
+        for m in MODALITIES:
             for path in paths[m]:
                 print(f"       [{m}: {path}]")
         history = result.history

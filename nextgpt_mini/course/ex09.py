@@ -12,7 +12,7 @@ import torch
 from nextgpt_mini.course import check
 from nextgpt_mini.evaluation.metrics import clip_score, frechet_distance
 from nextgpt_mini.tiny import world as tw
-from nextgpt_mini.tiny.toy_decoder import render
+from nextgpt_mini.tiny.render import render
 
 
 def ex09_1(clip_score_fn) -> None:

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from nextgpt_mini.config import EncoderConfig
 
-MODALITIES = ("vision", "text", "audio")
+TOWERS = ("vision", "text", "audio")  # the modality towers kept (Meta's names)
 # Present in Meta's checkpoint, never used by NExT-GPT: dropped before loading.
 SKIPPED_MODALITIES = ("depth", "thermal", "imu")
 # The vision stem is a Conv3d with kernel (2, p, p): two frames make one temporal patch.
@@ -372,7 +372,7 @@ def _check_config(cfg: EncoderConfig) -> None:
         raise ValueError(f"video_frames must be a positive multiple of {TEMPORAL_KERNEL}, got {cfg.video_frames}")
     if cfg.image_size % cfg.patch_size:
         raise ValueError(f"image_size {cfg.image_size} is not a multiple of patch_size {cfg.patch_size}")
-    for m in MODALITIES:
+    for m in TOWERS:
         dim, heads = getattr(cfg, f"{m}_embed_dim"), getattr(cfg, f"{m}_num_heads")
         if dim % heads:
             raise ValueError(f"{m}_embed_dim {dim} is not divisible by {m}_num_heads {heads}")
@@ -493,9 +493,9 @@ class ImageBindEncoder(nn.Module):
         logit_scale=True: also multiply text by its learned scale and audio by 20, as Meta's own
         `ImageBindModel.forward` does (vision has no scale). Clip embeddings are averaged last.
         """
-        unknown = set(inputs) - set(MODALITIES)
+        unknown = set(inputs) - set(TOWERS)
         if unknown:
-            raise KeyError(f"unsupported modalities {sorted(unknown)}; expected some of {MODALITIES}")
+            raise KeyError(f"unsupported modalities {sorted(unknown)}; expected some of {TOWERS}")
         return {m: self._embed(m, x, normalize, logit_scale) for m, x in inputs.items()}
 
     def _embed(self, modality: str, x: Tensor, normalize: bool, logit_scale: bool) -> Tensor:

@@ -18,7 +18,7 @@ from nextgpt_mini.processing.image import IMAGE_EXTENSIONS
 from nextgpt_mini.processing.video import VIDEO_EXTENSIONS
 
 MEDIA_EXTENSIONS = frozenset(IMAGE_EXTENSIONS + AUDIO_EXTENSIONS + VIDEO_EXTENSIONS)
-MODALITIES = ("image", "video", "audio", "text")
+INPUT_MODALITIES = ("image", "video", "audio", "text")
 
 InputLike = str | os.PathLike
 

@@ -13,6 +13,7 @@ import html
 import time
 from pathlib import Path
 
+from nextgpt_mini.constants import MODALITIES
 from nextgpt_mini.encode import Text, encode
 from nextgpt_mini.files import save_audio, save_image, save_video
 from nextgpt_mini.generation import save_result
@@ -148,7 +149,7 @@ def converse(model, decoders, out: Path) -> list[dict]:
     for k, (direction, prompt, media) in enumerate(CONVERSATION):
         result = model.generate(prompt, [str(out / media)] if media else None, decoders=decoders)
         paths = save_result(result, out / "conversation", decoders, stem=f"turn{k}")
-        made = [p for m in ("image", "video", "audio") for p in paths[m]]
+        made = [p for m in MODALITIES for p in paths[m]]
         shown = ", ".join(p.name for p in made) if made else "text only"
         print(f"   {direction}  user: {prompt}{f' [{media}]' if media else ''}")
         print(f"         model: {result.text}  ({shown})")

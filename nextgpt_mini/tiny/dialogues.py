@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from nextgpt_mini.constants import MODALITIES
 from nextgpt_mini.data.mosit import describe_answer
 from nextgpt_mini.tiny import world as tw
 from nextgpt_mini.training.stage2 import ANSWERS, REQUESTS
@@ -38,7 +39,7 @@ def _object_name(o: tw.ToyObject) -> str:
 
 
 def _dialogue(task: str, rng: np.random.Generator, split: str, seed: int) -> list[dict]:
-    image, video, audio = (tw.sample_items(m, 1, seed=seed, split=split)[0] for m in ("image", "video", "audio"))
+    image, video, audio = (tw.sample_items(m, 1, seed=seed, split=split)[0] for m in MODALITIES)
     sound = tw.soundtrack_of(image)
     o = image.obj
     if task == "T->T":

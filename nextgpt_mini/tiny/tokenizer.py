@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
+from nextgpt_mini.constants import MODALITIES
 from nextgpt_mini.tiny import world as tw
 from nextgpt_mini.tiny.dialogues import dialogue_text, toy_dialogues
 from nextgpt_mini.tiny.registry import TOKENIZER_FOLDER, ref
@@ -29,7 +30,7 @@ TINY_TOKENIZER = ref(TOKENIZER_FOLDER)
 def toy_corpus(n_items: int = 3000, n_dialogues: int = 3000, seed: int = 0) -> list[str]:
     """Every kind of sentence the toy world writes: captions of each modality, and dialogues."""
     lines = []
-    for modality in ("image", "video", "audio"):
+    for modality in MODALITIES:
         lines += [item.caption for item in tw.sample_items(modality, n_items, seed=seed, split="any")]
     lines += [dialogue_text(d) for d in toy_dialogues(n_dialogues, seed=seed, split="any")]
     return lines

@@ -20,9 +20,9 @@ import torch
 from nextgpt_mini.losses import distance as distance_fn
 from nextgpt_mini.tiny import world as tw
 from nextgpt_mini.tiny.dialogues import toy_dialogues
-from nextgpt_mini.tiny.render import RENDER, render
+from nextgpt_mini.tiny.render import render
 
-__all__ = ["RENDER", "ToyDecoder", "all_items", "render", "sound_sources", "toy_samples"]
+__all__ = ["ToyDecoder", "all_items", "sound_sources", "toy_samples"]
 
 
 def _objects() -> list[tw.ToyObject]:

@@ -30,6 +30,8 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageDraw
 
+from nextgpt_mini.constants import MODALITIES
+
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (230, 40, 40),
     "orange": (245, 140, 20),
@@ -156,7 +158,7 @@ def split_seed(seed: int, split: str) -> int:
 def sample_items(modality: str, n: int, seed: int = 0, split: Split = "train") -> list[ToyItem]:
     """Draw `n` items of one modality. `train` excludes HELD_OUT_PAIRS; `test` draws half of its
     items from the held-out pairs and half from the rest; `any` draws uniformly."""
-    if modality not in ("image", "video", "audio"):
+    if modality not in MODALITIES:
         raise ValueError(f"unknown modality {modality!r}: expected image, video or audio")
     if split not in ("train", "test", "any"):
         raise ValueError(f"unknown split {split!r}: expected train, test or any")

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from nextgpt_mini.constants import MODALITIES
 from nextgpt_mini.data.mosit import strip_answer
 from nextgpt_mini.generation import greedy_tokens
 from nextgpt_mini.models.llm import tiny_llama_config
@@ -207,7 +208,7 @@ def reading_accuracy(model, tokenizer, n: int = 30, split: str = "test", seed: i
     """How often the model, given a bag-of-words slot for a caption, names every attribute."""
     right = 0
     for k in range(n):
-        modality = ("image", "video", "audio")[k % 3]
+        modality = MODALITIES[k % 3]
         item = tw.sample_items(modality, 1, seed=seed * 101 + k, split=split)[0]
         turns = [{"role": "user", "text": INSTRUCTIONS[modality][0], "media": [{"modality": modality}]}]
         ex = tokenize_segments(dialogue_segments(turns, "nextgpt"), tokenizer, 128, bos=True)

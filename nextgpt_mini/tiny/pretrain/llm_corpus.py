@@ -28,6 +28,7 @@ import random
 
 import torch
 
+from nextgpt_mini.constants import MODALITIES
 from nextgpt_mini.data import mosit
 from nextgpt_mini.models.signal_tokens import MEDIA_END, MEDIA_START
 from nextgpt_mini.prompts import IGNORE, MEDIA_PLACEHOLDER, dialogue_segments, tokenize_segments
@@ -74,7 +75,7 @@ def corpus_documents(tokenizer, split: str, n_captions: int, n_dialogues: int, s
     so the model also understands prompts typed as plain text.
     """
     docs = []
-    for modality in ("image", "video", "audio"):
+    for modality in MODALITIES:
         docs += [caption_ids(item.caption, tokenizer) for item in tw.sample_items(modality, n_captions, seed=seed, split=split)]
     rng = random.Random(f"{split}:{seed}:joined")
     dialogues = toy_dialogues(n_dialogues, seed=seed, split=split)
@@ -92,7 +93,7 @@ def reading_documents(tokenizer, split: str, n: int, seed: int = 0, max_length: 
     """
     media_tasks = tuple(t for t in TASKS if not t.startswith("T->"))
     dialogues = toy_dialogues(n - n // 2, seed=seed + 2000, split=split, tasks=media_tasks)
-    for k, modality in enumerate(("image", "video", "audio") * (n // 6 + 1)):
+    for k, modality in enumerate(MODALITIES * (n // 6 + 1)):
         if len(dialogues) >= n:
             break
         item = tw.sample_items(modality, 1, seed=seed * 7919 + k, split=split)[0]
@@ -112,7 +113,7 @@ def reading_documents(tokenizer, split: str, n: int, seed: int = 0, max_length: 
 
 def corpus_text(split: str = "train", n_captions: int = 3, n_dialogues: int = 11, seed: int = 0) -> list[str]:
     """The corpus as text, for reading in a notebook (media left out, as in training)."""
-    lines = [i.caption for m in ("image", "video", "audio") for i in tw.sample_items(m, n_captions, seed=seed, split=split)]
+    lines = [i.caption for m in MODALITIES for i in tw.sample_items(m, n_captions, seed=seed, split=split)]
     lines += ["".join(s.text for s in lm_segments(d["turns"])) for d in toy_dialogues(n_dialogues, seed=seed, split=split)]
     return lines
 
