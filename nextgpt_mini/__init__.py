@@ -1,4 +1,4 @@
-"""nextgpt_mini: a readable, full-size re-implementation of NExT-GPT, built chapter by chapter.
+"""Chapters 00-09: nextgpt_mini, a readable, full-size re-implementation of NExT-GPT, built chapter by chapter.
 
 Chapter 00: `load_profile("tiny" | "colab" | "paper")` gives a system's configuration, and
 `NextGPT.from_profile(profile)` builds it.

@@ -1,4 +1,4 @@
-"""Writing media files: PNG (PIL), WAV (soundfile), MP4 (PyAV). Every write is atomic."""
+"""Chapters 05 and 07: writing media files: PNG (PIL), WAV (soundfile), MP4 (PyAV). Every write is atomic."""
 
 from __future__ import annotations
 

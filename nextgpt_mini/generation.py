@@ -1,4 +1,4 @@
-"""Any-to-any generation: prompt (+ media) -> text, and images / videos / sounds where the LLM asks.
+"""Chapter 07: any-to-any generation: prompt (+ media) -> text, and images / videos / sounds where the LLM asks.
 
 The loop, as `NextGPT.generate` runs it:
 

@@ -1,4 +1,4 @@
-"""Prompt assembly: conversation templates, soft-token slots, masked labels, padded batches.
+"""Chapters 02 and 06: prompt assembly: conversation templates, soft-token slots, masked labels, padded batches.
 
 A dialogue (our MosIT format, `nextgpt_mini/data/mosit.py`) becomes a list of `Segment`s:
 text the model only reads (labels -100), text it must produce (the answers, labels = ids), and

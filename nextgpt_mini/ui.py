@@ -1,4 +1,4 @@
-"""A chat window for notebooks (JupyterLab and Colab), built from ipywidgets.
+"""Chapter 07: a chat window for notebooks (JupyterLab and Colab), built from ipywidgets.
 
     from nextgpt_mini.ui import ChatUI
     ChatUI(model)            # displays: a history, a text box, media to attach, a send button

@@ -1,4 +1,4 @@
-"""Small helpers shared by every module: device and dtype choice, seeding, atomic writes, assets."""
+"""Chapters 00-09: small helpers shared by every module: device and dtype choice, seeding, atomic writes, assets."""
 
 from __future__ import annotations
 

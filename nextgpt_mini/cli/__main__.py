@@ -1,4 +1,4 @@
-"""`python -m nextgpt_mini.cli` (what `accelerate launch` and `torchrun` run)."""
+"""Chapters 00-09: `python -m nextgpt_mini.cli` (what `accelerate launch` and `torchrun` run)."""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""Readers that turn other instruction-data formats into our MosIT dialogues (`data/mosit.py`).
+"""Chapter 06: readers that turn other instruction-data formats into our MosIT dialogues (`data/mosit.py`).
 
 So a user with the real data can train stage 3 on it:
 

@@ -1,4 +1,4 @@
-"""Evaluation: the harness NExT-GPT did not release.
+"""Chapter 09: evaluation, the harness NExT-GPT did not release.
 
 * `metrics`: FID / FD, CLIP score, CLIPSIM, CLAP score, BLEU-4, CIDEr, METEOR (glue around
   torchmetrics and pycocoevalcap);

@@ -1,4 +1,4 @@
-"""Feature extractors for the metrics, behind one small interface (so they can be injected).
+"""Chapter 09: feature extractors for the metrics, behind one small interface (so they can be injected).
 
 A feature space answers five questions, each returning float32 rows (one per item):
 

@@ -1,4 +1,4 @@
-"""The metrics, as glue around maintained implementations.
+"""Chapter 09: the metrics, as glue around maintained implementations.
 
 Every generation metric here works on *features*, so that the feature extractor can be swapped:
 Inception / CLIP / CLAP for real suites, the tiny encoder in the toy suite and in tests

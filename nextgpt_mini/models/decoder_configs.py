@@ -1,4 +1,4 @@
-"""The full-size decoders' architectures, written here so they can be built empty (meta device:
+"""Chapter 08: the full-size decoders' architectures, written here so they can be built empty (meta device:
 no download, no memory) to count parameters and plan memory, like `llm.FULL_SIZE_CONFIGS`.
 
 Each hub id maps to its pipeline's models: {component: (class, config kwargs)}. The values are the

@@ -1,4 +1,4 @@
-"""Projectors: the small trained bridges between the frozen parts.
+"""Chapters 02 and 04: projectors: the small trained bridges between the frozen parts.
 
 * `InputProjector`: ImageBind's joint embedding (1024-d in the paper) -> one soft token in the
   LLM's embedding space (4096-d for Vicuna-7B). One linear layer suffices because ImageBind's

@@ -1,4 +1,4 @@
-"""Everything only the tiny profile needs: the toy world and its pretrained frozen parts.
+"""Chapters 00-09: everything only the tiny profile needs: the toy world and its pretrained frozen parts.
 
 The toy world (`world`, `dialogues`, `render`) generates shapes, colours, motions, tones, captions
 and dialogues; `data` gives the three stages their toy data. The frozen parts are small models
