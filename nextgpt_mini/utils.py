@@ -48,8 +48,9 @@ def seed_everything(seed: int) -> torch.Generator:
 def torch_threads(n: int | None) -> Iterator[None]:
     """torch.set_num_threads(n) inside the block (None: unchanged); the old setting comes back.
 
-    Tiny models are hundreds of small tensor ops: on a busy 2-core machine two intra-op threads
-    made them 5-10x slower than one (measured), so builds and tests of the tiny profile use one.
+    Tiny models are hundreds of small tensor ops, which extra intra-op threads slow down on a busy
+    small machine, so builds and tests of the tiny profile use one (measured: assets/BUILD_RESULTS.md,
+    History, "Threads").
     """
     before = torch.get_num_threads()
     if n:
