@@ -56,7 +56,8 @@ from torch import Tensor
 
 from nextgpt_mini import processing as pp
 from nextgpt_mini.config import EncoderConfig
-from nextgpt_mini.models.imagebind import AUDIO_LOGIT_SCALE, MAX_LOGIT_SCALE, ImageBindEncoder, build_encoder
+from nextgpt_mini.models.imagebind import AUDIO_LOGIT_SCALE, ImageBindEncoder, build_encoder
+from nextgpt_mini.models.imagebind_layers import MAX_LOGIT_SCALE
 from nextgpt_mini.profiles import load_profile
 from nextgpt_mini.tiny.pretrain.encoder import (
     EncoderPretrainSettings,
