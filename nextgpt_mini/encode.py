@@ -141,6 +141,15 @@ def _run(encoder, modality: str, x: torch.Tensor) -> torch.Tensor:
     return method(x)
 
 
+@torch.no_grad()
+def encode_rendered(encoder, modality: str, items: Sequence, render, cfg: EncoderConfig, batch_size: int = 64) -> torch.Tensor:
+    """Unit-norm embeddings [N, D] of in-memory items (the toy world's), each turned into the
+    encoder's input by `render(item, cfg)` as the file loaders would, encoded in batches."""
+    chunks = [F.normalize(_run(encoder, modality, torch.stack([render(it, cfg) for it in items[k : k + batch_size]])).float(), dim=-1)
+              for k in range(0, len(items), batch_size)]
+    return torch.cat(chunks) if chunks else torch.empty(0, cfg.out_embed_dim)
+
+
 def _stat(path: Path) -> tuple[int, int, int]:
     st = path.stat()
     return st.st_size, st.st_mtime_ns, st.st_ino

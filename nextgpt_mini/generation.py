@@ -118,32 +118,6 @@ def cut_at_stop(ids: list[int], tokenizer) -> list[int]:
     return ids
 
 
-def complete_signal_runs(ids: list[int], signal_ids: dict[str, list[int]], max_per_modality: int = 1):
-    """The answer with every run of signal tokens made whole ([IMG0][IMG1] -> [IMG0]..[IMG3]),
-    runs beyond `max_per_modality` per modality dropped. Returns (ids, runs, completed modalities)."""
-    lookup = {i: m for m, group in signal_ids.items() for i in group}
-    out, runs, completed = [], [], []
-    count = {m: 0 for m in signal_ids}
-    k = 0
-    while k < len(ids):
-        m = lookup.get(ids[k])
-        if m is None:
-            out.append(ids[k])
-            k += 1
-            continue
-        start = k
-        while k < len(ids) and lookup.get(ids[k]) == m:
-            k += 1
-        if count[m] >= max_per_modality:
-            continue
-        if ids[start:k] != signal_ids[m]:
-            completed.append(m)
-        count[m] += 1
-        runs.append((m, len(out), len(out) + len(signal_ids[m])))
-        out.extend(signal_ids[m])
-    return out, runs, completed
-
-
 @torch.no_grad()
 def generate(model, prompt: str, media: list | None = None, history: list[dict] | None = None, decoders=None,
              max_new_tokens: int | None = None, temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
@@ -182,7 +156,8 @@ def generate(model, prompt: str, media: list | None = None, history: list[dict] 
     hidden = model.llm(inputs_embeds=soft_full, output_hidden_states=True).hidden_states[-1] if runs else None
     projected = model.project_signals(hidden, soft_full, spans) if runs else {}
 
-    text = model.tokenizer.decode([i for i in answer if i not in _all_signal_ids(model)], skip_special_tokens=True).strip()
+    signal = set(model.signal.all_ids())
+    text = model.tokenizer.decode([i for i in answer if i not in signal], skip_special_tokens=True).strip()
     result = GenerationResult(text=text, token_ids=raw, completed=completed, forced=forced,
                               conditioning={m: cond for m, (cond, _) in projected.items()})
     if runs and decode:
@@ -191,17 +166,13 @@ def generate(model, prompt: str, media: list | None = None, history: list[dict] 
             made = decoders[m].generate(cond.float(), seed=seed, steps=steps, guidance_scale=guidance_scale, progress=progress)
             for (_, k), item in zip(index, made):
                 start = runs[k][1]
-                before = model.tokenizer.decode([i for i in answer[:start] if i not in _all_signal_ids(model)],
+                before = model.tokenizer.decode([i for i in answer[:start] if i not in signal],
                                                 skip_special_tokens=True).strip()
                 result.media(m).append(item)
                 result.outputs.append({"modality": m, "index": len(result.media(m)) - 1, "text_before": before})
     reply = {"role": "assistant", "text": text}
     result.history = turns + [reply]
     return result
-
-
-def _all_signal_ids(model) -> set[int]:
-    return {i for group in model.signal.ids.values() for i in group}
 
 
 def save_result(result: GenerationResult, out_dir: str | os.PathLike, decoders, stem: str = "output") -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The tiny AudioLDM's CLAP text encoder, pretrained on the toy world's sounds (`clap_pretrain`)."""
+"""The tiny AudioLDM's CLAP text encoder, pretrained on the toy world's sounds (`tiny/pretrain/clap.py`)."""
 
 import pytest
 import torch

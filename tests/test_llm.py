@@ -95,9 +95,9 @@ def test_paper_parameter_table_matches_table_1_within_5_percent():
 
 
 def test_quantized_llm_needs_cuda(monkeypatch):
-    from nextgpt_mini.models.llm import _quantization_kwargs
+    from nextgpt_mini.models.llm import quantization_kwargs
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
 
     with pytest.raises(RuntimeError, match="needs a CUDA GPU"):
-        _quantization_kwargs(4)
+        quantization_kwargs(4)

@@ -146,3 +146,15 @@ def test_resume_refuses_a_checkpoint_of_another_stage_or_none(tmp_path):
     state_file.write_text(json.dumps(state))
     with pytest.raises(ValueError, match="from stage 2"):
         Trainer(system, "1", source, _cfg(), out_dir=tmp_path, steps=4, progress=False).train(resume=True)
+
+
+def test_the_stage_table_covers_every_stage_and_matches_what_the_model_can_train():
+    from nextgpt_mini.constants import STAGES
+    from nextgpt_mini.models.nextgpt import NextGPT
+    from nextgpt_mini.training.stages import STAGE_TABLE, STAGE_TRAINS
+
+    assert tuple(STAGE_TABLE) == STAGES and {k: s.trains for k, s in STAGE_TABLE.items()} == STAGE_TRAINS
+    model = NextGPT.from_profile("tiny")
+    model.enable_lora()
+    groups = model.trainable_groups()
+    assert all(g in groups for s in STAGE_TABLE.values() for g in s.trains), (sorted(groups), STAGE_TRAINS)

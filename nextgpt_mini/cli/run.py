@@ -56,7 +56,7 @@ def cmd_train(args) -> int:
 
 def add_train_parser(sub) -> None:
     p = sub.add_parser("train", help="train a stage (1: encoding side, 2: decoding side, 3: MosIT instruction tuning)")
-    p.add_argument("--stage", choices=["1", "2", "3"], default=None)
+    p.add_argument("--stage", choices=list(STAGES), default=None)
     p.add_argument("--stages", default=None, help="several stages in this order on one model, e.g. 1,2,3 (the "
                    "original authors trained 1,3,2); each writes to OUT/stage<N>")
     add_profile_args(p)
@@ -86,7 +86,7 @@ def stage_list(args) -> list[str]:
     return stages
 
 
-def train_stage(stage: str, model, args) -> int:
+def train_stage(stage: str, model, args) -> None:
     """Run one stage (the toy world unless --data / --dialogues name files) and print its numbers."""
     from nextgpt_mini.tiny import data as recipes
     from nextgpt_mini.training.report import stage_lines
@@ -97,7 +97,6 @@ def train_stage(stage: str, model, args) -> int:
     else:
         result = {"1": recipes.run_stage1, "2": recipes.run_stage2}[stage](model, data_dir=args.data, **common)
     print("\n".join(stage_lines(stage, result, args.out, model.profile.train.distance)))
-    return 0
 
 
 def cmd_generate(args) -> int:

@@ -93,7 +93,7 @@ def load_llm(cfg: LLMConfig, dtype: torch.dtype | None = None, device: str | tor
     if dtype is not None:
         kwargs["dtype"] = dtype
     if cfg.load_in_bits:
-        kwargs.update(_quantization_kwargs(cfg.load_in_bits))
+        kwargs.update(quantization_kwargs(cfg.load_in_bits))
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         with _quiet_loading(cfg.name_or_path.startswith("package:")):
@@ -120,7 +120,7 @@ def _missing_weights_message(ref: str, error: Exception) -> str:
     )
 
 
-def _quantization_kwargs(bits: int) -> dict:
+def quantization_kwargs(bits: int) -> dict:
     if not torch.cuda.is_available():
         raise RuntimeError(f"llm.load_in_bits={bits} needs a CUDA GPU (bitsandbytes); on a CPU set llm.load_in_bits=null")
     from transformers import BitsAndBytesConfig

@@ -286,7 +286,7 @@ def load_system(checkpoint=None, profile: ProfileConfig | str | None = None, sam
         return p or load_profile(profile or "tiny")
 
     if checkpoint is None or checkpoint == "untrained":
-        return NextGPT.from_profile(base(), seed=base().seed)
+        return NextGPT.from_profile(base())
     if str(checkpoint).startswith("package:"):
         model = NextGPT.from_pretrained(checkpoint)
     else:

@@ -33,7 +33,7 @@ from nextgpt_mini.config import ProfileConfig
 from nextgpt_mini.constants import MODALITIES, STAGES
 from nextgpt_mini.profiles import load_profile
 from nextgpt_mini.scaling.params import decoder_counts, full_size_table
-from nextgpt_mini.training.trainer import STAGE_TRAINS
+from nextgpt_mini.training.stages import STAGE_TRAINS
 
 BYTES = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "int8": 1.0, "int4": 0.5 + 1 / 64}
 GB = 1024**3

@@ -19,7 +19,7 @@ from nextgpt_mini.models.imagebind import build_encoder
 from nextgpt_mini.models.llm import build_empty_llm, lora_parameter_count
 from nextgpt_mini.models.projectors import OutputProjector
 from nextgpt_mini.profiles import load_profile
-from nextgpt_mini.training.trainer import STAGE_TRAINS
+from nextgpt_mini.training.stages import STAGE_TRAINS
 
 # NExT-GPT's Table 1, in parameters, for comparison.
 PAPER_TABLE_1 = {"ImageBind": 1.2e9, "input projector": 4e6, "LLM": 7e9, "LoRA": 33e6,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from nextgpt_mini.cache import sha256_file
 from nextgpt_mini.profiles import load_profile
-from nextgpt_mini.tiny.demo import summary_lines, train_stages
+from nextgpt_mini.tiny.demo import train_stages
 from nextgpt_mini.tiny.pretrain.clap import build_tiny_clap_text
 from nextgpt_mini.tiny.pretrain.encoder_train import build_tiny_encoder
 from nextgpt_mini.tiny.pretrain.llm import build_tiny_llm
@@ -32,6 +32,7 @@ from nextgpt_mini.tiny.registry import (
     system_base_hashes,
 )
 from nextgpt_mini.tiny.tokenizer import build_tiny_tokenizer
+from nextgpt_mini.training.report import summary_lines
 from nextgpt_mini.utils import ASSETS, atomic_write_text, torch_threads
 
 

@@ -14,7 +14,7 @@ import torch
 from nextgpt_mini.cache import text_key
 from nextgpt_mini.constants import MODALITIES
 from nextgpt_mini.data.pairs import PairSet, TargetSet
-from nextgpt_mini.encode import encoder_cache
+from nextgpt_mini.encode import encode_rendered, encoder_cache
 from nextgpt_mini.models.decoders import Decoders
 from nextgpt_mini.tiny import render as tr
 from nextgpt_mini.tiny import world as tw
@@ -31,16 +31,11 @@ def toy_pairs(modality: str, n: int, split: str, encoder, cfg, seed: int = 0, ca
     keys = [text_key(json.dumps(it.to_dict(), sort_keys=True), prefix="toyitem") for it in items]
     found = cache.get_many(keys) if cache is not None else {}
     missing = [k for k, key in enumerate(keys) if key not in found]
-    encode = {"image": encoder.encode_image, "video": encoder.encode_video, "audio": encoder.encode_audio}[modality]
-    with torch.no_grad():
-        for start in range(0, len(missing), batch_size):
-            chunk = missing[start : start + batch_size]
-            x = torch.stack([tr.encoder_input(items[k], cfg) for k in chunk])
-            emb = torch.nn.functional.normalize(encode(x).float(), dim=-1)
-            new = {keys[k]: emb[j] for j, k in enumerate(chunk)}
-            found.update(new)
-            if cache is not None:
-                cache.put_many(new)
+    emb = encode_rendered(encoder, modality, [items[k] for k in missing], tr.encoder_input, cfg, batch_size)
+    new = {keys[k]: emb[j] for j, k in enumerate(missing)}
+    found.update(new)
+    if cache is not None and new:
+        cache.put_many(new)
     embeddings = torch.stack([found[key] for key in keys])
     return PairSet(modality, embeddings, [it.caption for it in items], items)
 

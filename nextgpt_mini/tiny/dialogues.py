@@ -20,7 +20,6 @@ IMAGE_REQUESTS = [REQUESTS["image"][k] for k in (1, 0, 2)]
 TASKS = ("T->T", "T->I", "T->V", "T->A", "I->T", "V->T", "A->T", "I->A", "V->A", "I->V", "T->I,A")
 
 
-
 def _media(item: tw.ToyItem) -> dict:
     return {"modality": item.modality, "item": item}
 

@@ -69,6 +69,11 @@ def _tiny_vae(channels: int, seed: int):
                          norm_num_groups=4, sample_size=32)
 
 
+# The image and video denoisers' shared shape (16 x 16 latents, two levels, attention at the lower one).
+TINY_UNET = dict(block_out_channels=(16, 32), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
+                 cross_attention_dim=TINY_WIDTH, attention_head_dim=8, norm_num_groups=8)
+
+
 def _scheduler():
     (DDIMScheduler,) = diffusers_classes("DDIMScheduler")
 
@@ -82,10 +87,8 @@ def tiny_image_pipeline(seed: int = 0):
 
     tok = tiny_decoder_tokenizer()
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(block_out_channels=(16, 32), layers_per_block=1, sample_size=16, in_channels=4,
-                                out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=TINY_WIDTH,
-                                attention_head_dim=8, norm_num_groups=8)
+    unet = UNet2DConditionModel(down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                                up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), **TINY_UNET)
     return StableDiffusionPipeline(vae=_tiny_vae(3, seed + 1), text_encoder=_tiny_clip_text(len(tok), seed + 2),
                                    tokenizer=tok, unet=unet, scheduler=_scheduler(), safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)
@@ -96,10 +99,8 @@ def tiny_video_pipeline(seed: int = 0):
 
     tok = tiny_decoder_tokenizer()
     torch.manual_seed(seed)
-    unet = UNet3DConditionModel(block_out_channels=(16, 32), layers_per_block=1, sample_size=16, in_channels=4,
-                                out_channels=4, down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
-                                up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"), cross_attention_dim=TINY_WIDTH,
-                                attention_head_dim=8, norm_num_groups=8)
+    unet = UNet3DConditionModel(down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+                                up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"), **TINY_UNET)
     return TextToVideoSDPipeline(vae=_tiny_vae(3, seed + 1), text_encoder=_tiny_clip_text(len(tok), seed + 3),
                                  tokenizer=tok, unet=unet, scheduler=_scheduler())
 

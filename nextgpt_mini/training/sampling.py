@@ -22,6 +22,15 @@ def epoch_order(n: int, first: int, count: int, seed: list[int]) -> list[int]:
     return out
 
 
+class ExampleCache(dict):
+    """Tokenized examples by key, each made once: every epoch revisits the same items."""
+
+    def get_or_make(self, key, make):
+        if key not in self:
+            self[key] = make()
+        return self[key]
+
+
 class RoundRobinBatches:
     """One modality per step, round-robin (image, video, audio, image, ...), as in NExT-GPT; each
     modality's items by a seeded permutation per epoch. Subclasses turn indices into a batch.
@@ -32,6 +41,7 @@ class RoundRobinBatches:
         self.sets = {m: s for m, s in sets.items() if len(s)}
         self.order = [m for m in MODALITIES if m in self.sets]
         self.batch_size, self.seed, self.stream = batch_size, seed, stream
+        self.tokenized = ExampleCache()
 
     def indices(self, modality: str, step: int) -> list[int]:
         turn = step // len(self.order)  # how many batches of this modality came before

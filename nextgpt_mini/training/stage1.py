@@ -91,9 +91,11 @@ class CaptionBatches(RoundRobinBatches):
     def examples(self, modality: str, indices: list[int], instruction: int | None = None) -> dict:
         """The batch of `indices`; instruction k of the modality's list, or each item's own (i mod 3)."""
         data, forms = self.sets[modality], INSTRUCTIONS[modality]
-        examples = [caption_example(self.tokenizer, self.signal, self.template, modality, data.captions[i],
-                                    forms[i % len(forms) if instruction is None else instruction], self.max_length)
-                    for i in indices]
+        examples = []
+        for i in indices:
+            form = forms[i % len(forms) if instruction is None else instruction]
+            examples.append(self.tokenized.get_or_make((modality, i, form), lambda i=i, form=form: caption_example(
+                self.tokenizer, self.signal, self.template, modality, data.captions[i], form, self.max_length)))
         batch = collate(examples, self.tokenizer.pad_token_id)
         batch["media"] = [data.embeddings[i : i + 1] for i in indices]
         batch["modality"] = modality

@@ -88,8 +88,9 @@ class SignalBatches(RoundRobinBatches):
 
     def examples(self, modality: str, indices: list[int]) -> dict:
         data = self.sets[modality]
-        exs = [request_example(self.tokenizer, self.signal, self.template, modality, data.captions[i], i,
-                               self.max_length) for i in indices]
+        exs = [self.tokenized.get_or_make((modality, i), lambda i=i: request_example(
+                   self.tokenizer, self.signal, self.template, modality, data.captions[i], i, self.max_length))
+               for i in indices]
         batch = collate(exs, self.tokenizer.pad_token_id)
         batch["signal_spans"] = [e.signal_spans for e in exs]
         batch["signal_targets"] = [[data.targets[i]] * len(e.signal_spans) for i, e in zip(indices, exs)]

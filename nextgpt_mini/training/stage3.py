@@ -26,11 +26,11 @@ import torch
 from nextgpt_mini.constants import MODALITIES
 from nextgpt_mini.data.formats import read_dialogues
 from nextgpt_mini.data.mosit import strip_answer
-from nextgpt_mini.encode import encode, encoder_cache
+from nextgpt_mini.encode import encode, encode_rendered, encoder_cache
 from nextgpt_mini.generation import cut_at_stop, reply_ids
 from nextgpt_mini.models.signal_tokens import find_runs, is_complete
 from nextgpt_mini.prompts import collate, dialogue_segments, tokenize_segments
-from nextgpt_mini.training.sampling import epoch_order
+from nextgpt_mini.training.sampling import ExampleCache, epoch_order
 from nextgpt_mini.training.stage1 import add_tallies, attribute_rates, attribute_report
 from nextgpt_mini.training.trainer import Trainer
 
@@ -65,23 +65,12 @@ def encode_media(model, dialogues: list[dict], cache_dir: str | None = None, bat
     out: dict[str, torch.Tensor] = {}
     cfg = model.profile.encoder
     for modality, rows in by_modality.items():
-        out.update(_encode_items(model, modality, rows, render, batch_size))
+        emb = encode_rendered(model.encoder, modality, [m["item"] for _, m in rows], render, cfg, batch_size)
+        out.update({key: e for (key, _), e in zip(rows, emb)})
     if files:
         cache = encoder_cache(cache_dir, cfg, model.encoder) if cache_dir else None
         emb = encode([m["path"] for _, m in files], encoder=model.encoder, cfg=cfg, cache=cache, progress=False)
         out.update({key: e for (key, _), e in zip(files, emb)})
-    return out
-
-
-@torch.no_grad()
-def _encode_items(model, modality: str, rows: list, render: Callable, batch_size: int) -> dict[str, torch.Tensor]:
-    run = {"image": model.encoder.encode_image, "video": model.encoder.encode_video, "audio": model.encoder.encode_audio}[modality]
-    out = {}
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start : start + batch_size]
-        x = torch.stack([render(m["item"], model.profile.encoder) for _, m in chunk])
-        emb = torch.nn.functional.normalize(run(x).float(), dim=-1)
-        out.update({key: e for (key, _), e in zip(chunk, emb)})
     return out
 
 
@@ -133,6 +122,7 @@ class BlendedBatches:
         self.model, self.data, self.batch_size, self.seed = model, data, batch_size, seed
         self.groups = data.tasks()
         self.order = list(self.groups)
+        self.tokenized = ExampleCache()  # dialogue index -> its tokenized example
 
     def indices(self, step: int) -> tuple[str, list[int]]:
         task = self.order[step % len(self.order)]
@@ -145,7 +135,7 @@ class BlendedBatches:
         exs, media, targets = [], [], []
         for i in indices:
             d = self.data.dialogues[i]
-            ex = dialogue_example(self.model, d)
+            ex = self.tokenized.get_or_make(i, lambda d=d: dialogue_example(self.model, d))
             exs.append(ex)
             items = [m for t in d["turns"] if t["role"] == "user" for m in t.get("media", [])]
             media.append(torch.stack([self.data.media[media_key(m)] for m in items]) if items else None)

@@ -163,7 +163,7 @@ def render_toy_set(cfg: EncoderConfig, settings: EncoderPretrainSettings, split:
 
 def attribute_phrases(modality: str) -> dict[str, list[str]]:
     """For each attribute a caption of `modality` names, one phrase per value (in
-    toyworld.ATTRIBUTE_VALUES order), worded as the captions word it."""
+    world.ATTRIBUTE_VALUES order), worded as the captions word it."""
     values = tw.ATTRIBUTE_VALUES
     if modality == "image":
         return {"colour": list(values["colour"]), "shape": list(values["shape"]), "size": list(values["size"]),

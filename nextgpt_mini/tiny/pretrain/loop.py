@@ -2,7 +2,8 @@
 
 The paper's ImageBind, Vicuna and CLAP arrive pretrained; the tiny profile trains stand-ins on the
 toy world with the usual recipe (AdamW, linear warm-up then cosine decay, gradient clipping),
-written once here. Each builder writes its measured numbers to `assets/BUILD_RESULTS.md`.
+written once here. Each builder returns its measured numbers; `tiny/build.py` records them in
+`assets/BUILD_RESULTS.md`.
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ def train_loop(loss_fn: Callable[[], tuple[Tensor, dict[str, Tensor]]], params: 
     if no_decay is None:
         opt = torch.optim.AdamW(tensors, lr=lr, betas=betas, weight_decay=weight_decay)
     else:
-        decay = [p for n, p in params if not no_decay(n, p)]
-        kept = [p for n, p in params if no_decay(n, p)]
+        exempt = [no_decay(n, p) for n, p in params]
+        decay = [p for (_, p), e in zip(params, exempt) if not e]
+        kept = [p for (_, p), e in zip(params, exempt) if e]
         groups = [{"params": decay, "weight_decay": weight_decay}, {"params": kept, "weight_decay": 0.0}]
         opt = torch.optim.AdamW(groups, lr=lr, betas=betas)
     sched = warmup_cosine(opt, warmup=warmup, total=steps, floor=floor)
