@@ -35,9 +35,8 @@ from typing import Any
 
 import torch
 from safetensors.torch import load as _load_bytes
-from safetensors.torch import save_file
 
-from nextgpt_mini.utils import asset_path, atomic_path
+from nextgpt_mini.utils import asset_path, atomic_path, save_safetensors
 
 __all__ = [
     "CACHE_FORMAT",
@@ -287,8 +286,8 @@ class EmbeddingCache:
         # the metadata keeps its first name, "encoder_id", so entries written before the rename still read
         meta = {"format": CACHE_FORMAT, "key": key, "encoder_id": self.identity, "kind": kind}
         path = self.path_for(key)
-        with atomic_path(path) as tmp:  # rename only after save_file returned: no half entries
-            save_file(tensors, str(tmp), metadata=meta)
+        with atomic_path(path) as tmp:  # renamed only once whole: no half entries, even for readers in other processes
+            save_safetensors(tensors, tmp, metadata=meta)
         self.writes += 1
         return path
 

@@ -159,7 +159,14 @@ class TrainConfig:
     # conditioning (the later NExT-GPT code); 0 = off. Needs the media, not just captions.
     denoising_loss: float = 0.0
     snr_gamma: float = 5.0  # Min-SNR weighting of that loss
-    eval_every: int = 200
+    eval_every: int = 200  # held-out evaluation every N steps (and at the start and end); 0 = none
+    # Periodic checkpoints, for runs that may be killed (a Colab reset, the OOM killer): every
+    # `checkpoint_every` steps and/or every `checkpoint_minutes` of training (0 = off), written
+    # atomically to OUT/checkpoints/step-N, the newest `keep_checkpoints` kept; `--resume` takes
+    # the newest complete one and continues bit-exactly.
+    checkpoint_every: int = 0
+    checkpoint_minutes: float = 0.0
+    keep_checkpoints: int = 2
     seed: int = 42
     # per-stage values of the fields above, e.g. {"2": {"lr": 3e-3, "batch_size": 8}}
     stage_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)

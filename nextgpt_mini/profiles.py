@@ -46,7 +46,7 @@ def _paper() -> ProfileConfig:
         audio_decoder=DecoderConfig(
             name_or_path=HUB["audioldm_l_full"], height=0, width=0, audio_seconds=5.0
         ),
-        train=TrainConfig(),
+        train=TrainConfig(checkpoint_minutes=10.0),
     )
 
 
@@ -74,7 +74,7 @@ def _colab() -> ProfileConfig:
         name_or_path=HUB["audioldm_s_full_v2"], steps=50, height=0, width=0, audio_seconds=5.0
     )
     p.image_decoder.steps = 30
-    p.train = TrainConfig(batch_size=2, grad_accum=8, gradient_checkpointing=True)
+    p.train = TrainConfig(batch_size=2, grad_accum=8, gradient_checkpointing=True, checkpoint_minutes=10.0)
     return p
 
 
@@ -145,6 +145,7 @@ def _tiny() -> ProfileConfig:
         ),
         train=TrainConfig(
             lr=1e-2, batch_size=16, steps={"1": 300, "2": 500, "3": 400}, mixed_precision="no", eval_every=50,
+            checkpoint_every=100,
             # the output projectors are transformers: a gentler rate, and more (smaller) steps in the
             # same minute than the one-layer input projector needs; stage 3 trains them too and keeps
             # that rate, since stage 1's rate there undoes stage 2's alignment.

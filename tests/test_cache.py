@@ -59,7 +59,7 @@ def test_damaged_entry_is_a_miss_with_a_warning_and_is_repaired(tmp_path, damage
 
 def test_crash_during_put_leaves_no_entry_and_no_temp_file(tmp_path, monkeypatch):
     c = EmbeddingCache(tmp_path, ID)
-    real_save = cache_mod.save_file
+    real_save = cache_mod.save_safetensors
 
     def crashing_save(tensors, filename, metadata=None):
         real_save(tensors, filename, metadata=metadata)
@@ -67,7 +67,7 @@ def test_crash_during_put_leaves_no_entry_and_no_temp_file(tmp_path, monkeypatch
             fh.truncate(fh.seek(0, 2) // 2)
         raise OSError("disk full")
 
-    monkeypatch.setattr(cache_mod, "save_file", crashing_save)
+    monkeypatch.setattr(cache_mod, "save_safetensors", crashing_save)
     with pytest.raises(OSError, match="disk full"):
         c.put(text_key("x"), torch.ones(8))
     assert _files(tmp_path) == []

@@ -14,7 +14,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "nextgpt_mini"
 
 TIERS = [
-    ("base", ["constants", "config", "profiles", "utils", "files", "hub", "cache"]),
+    ("base", ["constants", "config", "profiles", "utils", "files", "hub", "cache", "checkpoints"]),
     ("inputs", ["processing", "data"]),
     ("parts", ["models", "prompts", "losses", "encode"]),
     ("inference", ["generation"]),

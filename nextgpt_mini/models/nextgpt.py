@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from nextgpt_mini.config import ProfileConfig
@@ -26,7 +26,7 @@ from nextgpt_mini.models.projectors import InputProjector, OutputProjector
 from nextgpt_mini.models.signal_tokens import SignalTokens, add_signal_tokens, new_row_parameters
 from nextgpt_mini.profiles import load_profile
 from nextgpt_mini.prompts import embed_with_media
-from nextgpt_mini.utils import asset_path, atomic_folder
+from nextgpt_mini.utils import asset_path, atomic_folder, save_safetensors
 
 
 class NextGPT(nn.Module):
@@ -114,7 +114,7 @@ class NextGPT(nn.Module):
                   "profile": self.profile.to_dict()}
         with atomic_folder(folder) as tmp:
             (tmp / "config.json").write_text(json.dumps(config, indent=2))
-            save_file(self.trained_state_dict(), tmp / "trained.safetensors")
+            save_safetensors(self.trained_state_dict(), tmp / "trained.safetensors", sync=True)
         folder = Path(folder)
         return folder
 

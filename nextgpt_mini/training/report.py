@@ -22,7 +22,9 @@ def stage_lines(stage: str, result, out_dir, distance: str = "l2") -> list[str]:
     """What `nextgpt-mini train` prints after a stage (`result`: its TrainResult)."""
     first, last = result.first_eval, result.last_eval
     lines = [f"stage {stage}: {result.steps} steps in {result.seconds:.1f} s; checkpoint in {out_dir}/checkpoint"]
-    if stage == "1":
+    if not last:
+        lines.append("no held-out evaluation (train.eval_every=0)")
+    elif stage == "1":
         lines.append(f"held-out caption loss: {first.get('heldout_loss', NAN):.3f} -> {last['heldout_loss']:.3f}")
         if "attr_acc" in last:
             lines.append(f"held-out captions: {format_attributes(last)}; per attribute before training {first.get('attr_acc', NAN):.1%}")

@@ -11,6 +11,8 @@ scheduler and RNG states restored, the resumed loss curve equals the uninterrupt
 
 Checkpoints hold only what trains (safetensors) plus optimizer / scheduler / RNG state; they are
 written to a temporary folder and swapped in, so a crash never leaves a half-written checkpoint.
+Besides the one at the end (and on Ctrl-C), periodic ones every `train.checkpoint_every` steps or
+`train.checkpoint_minutes` minutes survive a SIGKILL; `checkpoints.py` says where they live.
 """
 
 from __future__ import annotations
@@ -18,19 +20,24 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
+from nextgpt_mini.checkpoints import complete_checkpoints, periodic_folder, prune_periodic
 from nextgpt_mini.config import TrainConfig
 from nextgpt_mini.constants import CHECKPOINT
 from nextgpt_mini.training.stages import STAGE_TRAINS
-from nextgpt_mini.utils import atomic_folder, atomic_path
+from nextgpt_mini.utils import atomic_folder, atomic_path, disk_full_error, save_safetensors, save_torch, write_file
 
 
 class BatchSource(Protocol):
@@ -111,8 +118,14 @@ class Trainer:
         if self.steps < 1:
             raise ValueError(f"--steps must be at least 1, got {self.steps}")
         self.out_dir = Path(out_dir) if out_dir else None
-        self.eval_fn = eval_fn
-        self.checkpoint_every = checkpoint_every
+        self.eval_fn = eval_fn if cfg.eval_every > 0 else None  # train.eval_every=0: no held-out evaluation
+        self.checkpoint_every = cfg.checkpoint_every if checkpoint_every is None else checkpoint_every
+        self.checkpoint_seconds = 60.0 * cfg.checkpoint_minutes
+        self.keep_checkpoints = cfg.keep_checkpoints
+        if self.checkpoint_every < 0 or self.checkpoint_seconds < 0 or self.keep_checkpoints < 1:
+            raise ValueError("train.checkpoint_every and train.checkpoint_minutes must be >= 0 (0: off) and "
+                             f"train.keep_checkpoints >= 1; got {self.checkpoint_every}, {cfg.checkpoint_minutes}, "
+                             f"{self.keep_checkpoints}")
         self.progress = progress
         self.log_every = log_every
         use_cuda = torch.cuda.is_available()
@@ -136,6 +149,7 @@ class Trainer:
         # step is one update of the global batch whatever the number of processes.
         self.model, self.optimizer = self.accelerator.prepare(system, self.optimizer)
         self.step = 0
+        self._last_save = time.perf_counter()
         self.history: list[dict] = []
         self.evals: list[dict] = []
 
@@ -143,9 +157,11 @@ class Trainer:
     def train(self, resume: bool = False) -> TrainResult:
         from tqdm.auto import tqdm
 
-        start = time.perf_counter()
+        start = self._last_save = time.perf_counter()
         if resume:
-            self.load_checkpoint()
+            folder = self.load_checkpoint()
+            if self.accelerator.is_main_process:
+                print(f"resuming stage {self.stage} from {folder} at step {self.step} of {self.steps}", flush=True)
         if self.step == 0 and self.eval_fn is not None:
             self._evaluate()
         acc = self.accelerator
@@ -175,8 +191,10 @@ class Trainer:
                 bar.set_postfix(loss=f"{losses['loss']:.3f}")
                 if self.eval_fn is not None and (self.step % self.cfg.eval_every == 0 or self.step == self.steps):
                     self._evaluate()
-                if self.checkpoint_every and self.step % self.checkpoint_every == 0 and self.step < self.steps:
-                    self.save_checkpoint()
+                if self._periodic_checkpoint_due():
+                    self.save_checkpoint(periodic_folder(self.out_dir, self.step))
+                    if acc.is_main_process:
+                        prune_periodic(self.out_dir, self.keep_checkpoints)
         except KeyboardInterrupt:
             bar.close()
             if self.out_dir is not None:
@@ -208,41 +226,72 @@ class Trainer:
         if self.out_dir is None or self.step % self.log_every and "eval" not in record:
             return
         if self.accelerator.is_main_process:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.out_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
+            log = self.out_dir / "metrics.jsonl"
+            try:
+                log.parent.mkdir(parents=True, exist_ok=True)
+                with open(log, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+            except OSError as err:
+                raise (disk_full_error(err, log, "log") or err) from err
 
     # ---------------------------------------------------------------- checkpoints
-    def save_checkpoint(self) -> Path:
-        """Write trainable weights + optimizer/scheduler/RNG state; swap the folder in atomically."""
-        from safetensors.torch import save_file
+    def _periodic_checkpoint_due(self) -> bool:
+        if self.out_dir is None or self.step >= self.steps:
+            return False  # the end of the run saves anyway
+        due = bool(self.checkpoint_every) and self.step % self.checkpoint_every == 0
+        if self.checkpoint_seconds:
+            due = due or time.perf_counter() - self._last_save >= self.checkpoint_seconds
+            if self.accelerator.num_processes > 1:  # clocks differ: rank 0 decides for all
+                from accelerate.utils import broadcast_object_list
 
+                due = broadcast_object_list([due])[0]
+        return due
+
+    def save_checkpoint(self, target: Path | None = None) -> Path:
+        """Write trainable weights + optimizer/scheduler/RNG state into `target` (default:
+        OUT/checkpoint), swapped in atomically; every file is fsynced before the swap."""
         assert self.out_dir is not None
-        target = self.out_dir / CHECKPOINT
+        target = target or self.out_dir / CHECKPOINT
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
             with atomic_folder(target) as tmp:
                 weights = {n: p.detach().to("cpu").contiguous() for n, p in self.named.items()}
-                save_file(weights, tmp / "trainable.safetensors", metadata={"stage": self.stage, "step": str(self.step)})
-                torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
-                torch.save(self.scheduler.state_dict(), tmp / "scheduler.pt")
-                torch.save({"torch": torch.get_rng_state()}, tmp / "rng.pt")
+                save_safetensors(weights, tmp / "trainable.safetensors", {"stage": self.stage, "step": str(self.step)}, sync=True)
+                save_torch(self.optimizer.state_dict(), tmp / "optimizer.pt", sync=True)
+                save_torch(self.scheduler.state_dict(), tmp / "scheduler.pt", sync=True)
+                save_torch(rng_state(), tmp / "rng.pt", sync=True)
                 state = {"stage": self.stage, "step": self.step, "steps": self.steps, "history": self.history,
                          "evals": self.evals, "world_size": self.accelerator.num_processes}
-                (tmp / "trainer_state.json").write_text(json.dumps(state))
+                # written last: a folder with trainer_state.json is a complete checkpoint
+                write_file(tmp / "trainer_state.json", json.dumps(state).encode(), sync=True)
         self.accelerator.wait_for_everyone()
+        self._last_save = time.perf_counter()
         return target
 
-    def load_checkpoint(self) -> None:
-        from safetensors.torch import load_file
+    def load_checkpoint(self) -> Path:
+        """Restore the newest complete checkpoint in OUT (end-of-run or periodic); returns its folder.
 
+        A newest one that cannot be read (a damaged disk) is reported and the next newest taken."""
         if self.out_dir is None:
             raise ValueError("--resume needs --out, the folder that holds the checkpoint")
-        folder = self.out_dir / CHECKPOINT
-        if not folder.is_dir() and (self.out_dir / f".{CHECKPOINT}.old").is_dir():
-            folder = self.out_dir / f".{CHECKPOINT}.old"  # a crash between the two renames
-        if not (folder / "trainer_state.json").is_file():
-            raise FileNotFoundError(f"{folder}: no checkpoint to resume from")
+        found = complete_checkpoints(self.out_dir)
+        if not found:
+            raise FileNotFoundError(f"{self.out_dir}: no checkpoint to resume from (expected {self.out_dir / CHECKPOINT} "
+                                    f"or {self.out_dir}/checkpoints/step-N with a trainer_state.json)")
+        first_error = None
+        for step, folder in found:
+            try:
+                self._restore(folder)
+                return folder
+            except (OSError, RuntimeError, KeyError, json.JSONDecodeError, SafetensorError) as err:
+                first_error = first_error or err
+                warnings.warn(f"{folder}: unreadable checkpoint of step {step} ({type(err).__name__}: {err}); "
+                              "trying an older one", stacklevel=2)
+        raise first_error
+
+    def _restore(self, folder: Path) -> None:
+        from safetensors.torch import load_file
+
         state = json.loads((folder / "trainer_state.json").read_text())
         if state["stage"] != self.stage:
             raise ValueError(f"{folder}: the checkpoint is from stage {state['stage']}, not stage {self.stage}")
@@ -250,26 +299,53 @@ class Trainer:
         missing = sorted(set(self.named) - set(weights))
         if missing:
             raise ValueError(f"{folder}: the checkpoint lacks trainable weights {missing[:3]}")
+        for name, p in self.named.items():
+            if weights[name].shape != p.shape:
+                raise ValueError(f"{folder}: {name} has shape {tuple(weights[name].shape)}, expected {tuple(p.shape)}")
+        optimizer = torch.load(folder / "optimizer.pt", weights_only=True)
+        scheduler = torch.load(folder / "scheduler.pt", weights_only=True)
+        rng = torch.load(folder / "rng.pt", weights_only=True)
+        # everything read: only now change the trainer, so a damaged file changes nothing
         with torch.no_grad():
             for name, p in self.named.items():
-                if weights[name].shape != p.shape:
-                    raise ValueError(f"{folder}: {name} has shape {tuple(weights[name].shape)}, expected {tuple(p.shape)}")
                 p.copy_(weights[name].to(p.device, p.dtype))
-        self.optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
-        self.scheduler.load_state_dict(torch.load(folder / "scheduler.pt", weights_only=True))
-        torch.set_rng_state(torch.load(folder / "rng.pt", weights_only=True)["torch"])
+        self.optimizer.load_state_dict(optimizer)
+        self.scheduler.load_state_dict(scheduler)
+        set_rng_state(rng)
         self.step, self.history, self.evals = state["step"], state["history"], state["evals"]
         # Keep the metrics log in step with the restored history (it may hold steps past the checkpoint).
-        if self.out_dir is not None and self.accelerator.is_main_process:
-            with open(self.out_dir / "metrics.jsonl", "w") as f:
-                for record in self.history:
-                    f.write(json.dumps(record) + "\n")
+        if self.accelerator.is_main_process:
+            with atomic_path(self.out_dir / "metrics.jsonl") as tmp:
+                tmp.write_text("".join(json.dumps(record) + "\n" for record in self.history))
 
     def plot(self) -> Path | None:
         """Save the loss curve as loss.png next to the metrics log."""
         if self.out_dir is None or not self.accelerator.is_main_process or not self.history:
             return None
         return plot_history(self.history, self.out_dir / "loss.png", title=f"stage {self.stage}")
+
+
+def rng_state() -> dict:
+    """Every random generator a step may draw from (dropout, samplers), in a form
+    `torch.load(weights_only=True)` reads back."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss)}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "python" in state:  # checkpoints written before these were saved hold the torch state only
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+    if "numpy" in state:
+        name, keys, pos, has_gauss, gauss = state["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
