@@ -21,3 +21,18 @@ def test_gpu_bench_runs_its_whole_path_at_tiny_size_on_the_cpu(capsys):
         assert key in rows, (key, out)
     assert float(rows["stage-3 throughput"].split()[0].replace(",", "")) > 0
     assert all(float(rows[f"{m} decoder"].split()[0]) > 0 for m in ("image", "video", "audio"))
+
+
+def test_checkpoint_benchmark_writes_a_checkpoint_of_the_profiles_trained_size(capsys, tmp_path):
+    from nextgpt_mini.scaling.params import full_size_table
+
+    spec = importlib.util.spec_from_file_location("checkpoint_time", BENCH.parent / "checkpoint_time.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--profile", "tiny", "--stage", "3", "--out", str(tmp_path), "--repeat", "1"]) == 0
+    out = capsys.readouterr().out
+    trained = int(re.search(r"([\d,]+) trained parameters", out).group(1).replace(",", ""))
+    assert trained == sum(r.trainable for r in full_size_table("tiny", "3"))
+    # fp32 values + AdamW's two moments: 12 bytes per trained parameter, and a little more
+    size = sum(f.stat().st_size for f in (tmp_path / "checkpoint").iterdir())
+    assert 12 * trained <= size < 12 * trained * 1.1 + 1e6
