@@ -226,7 +226,8 @@ class EmbeddingCache:
         """The stored value, or None on a miss. A damaged entry warns, is deleted, and misses."""
         path = self.path_for(key)
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as fh:
+                data, inode = fh.read(), os.fstat(fh.fileno()).st_ino
         except FileNotFoundError:
             self.misses += 1
             return None
@@ -237,8 +238,9 @@ class EmbeddingCache:
             self.corrupt += 1
             warnings.warn(f"embedding cache: unreadable entry {path} ({type(err).__name__}: {err}); "
                           "treating it as a miss, it will be recomputed", stacklevel=2)
-            try:
-                path.unlink()
+            try:  # only the file that was read: another process may have written a good one since
+                if os.stat(path).st_ino == inode:
+                    path.unlink()
             except OSError:
                 pass
             return None

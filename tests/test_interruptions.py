@@ -168,6 +168,28 @@ def test_two_processes_encoding_into_one_cache_leave_it_whole(tmp_path):
     assert torch.equal(load_file(tmp_path / "again.safetensors")["embeddings"], expected)
 
 
+def test_a_reader_that_finds_a_damaged_entry_keeps_the_good_one_another_process_wrote_meanwhile(tmp_path, monkeypatch):
+    from nextgpt_mini.cache import EmbeddingCache, text_key
+
+    cache, other = EmbeddingCache(tmp_path, "b" * 64), EmbeddingCache(tmp_path, "b" * 64)
+    key = text_key("x")
+    path = cache.path_for(key)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"damaged")
+    real_decode = EmbeddingCache._decode
+
+    def decode_while_another_process_rewrites(self, data, k):
+        if self is cache:  # between our read and our clean-up, the other process writes a good entry
+            other.put(k, torch.ones(3))
+        return real_decode(self, data, k)
+
+    monkeypatch.setattr(EmbeddingCache, "_decode", decode_while_another_process_rewrites)
+    with pytest.warns(UserWarning, match="unreadable entry"):
+        assert cache.get(key) is None
+    monkeypatch.undo()
+    assert torch.equal(other.get(key), torch.ones(3)), "the reader deleted the entry another process had just written"
+
+
 # ---------------------------------------------------------------- a full disk
 @pytest.fixture
 def full_disk(monkeypatch):
