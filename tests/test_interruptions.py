@@ -23,6 +23,7 @@ from safetensors.torch import load, load_file
 from nextgpt_mini import utils
 from nextgpt_mini.checkpoints import complete_checkpoints, periodic_folder
 from nextgpt_mini.cli import main
+from nextgpt_mini.models.nextgpt import trained_weights_file
 from tests.conftest import REPO
 
 DRIVER = REPO / "tests" / "_killable_train.py"
@@ -69,6 +70,8 @@ def _kill_twice_and_resume(tmp_path: Path, common: list[str], first: int, second
     proc = _start(["train", *common, "--out", str(run)], log)
     _kill_when(proc, lambda: (periodic_folder(run, first) / "trainer_state.json").is_file(), log)
     assert not (run / "checkpoint").exists()
+    # what `generate --checkpoint OUT` loads from a run killed before its end: its newest checkpoint
+    assert trained_weights_file(run) == periodic_folder(run, first) / "trainable.safetensors"
 
     log = tmp_path / "kill2.log"
     half = periodic_folder(run, second)

@@ -17,6 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
+from nextgpt_mini.checkpoints import newest_checkpoint
 from nextgpt_mini.config import ProfileConfig
 from nextgpt_mini.constants import CHECKPOINT, MODALITIES, STAGES
 from nextgpt_mini.losses import distance, per_example_nll
@@ -261,13 +262,16 @@ class NextGPT(nn.Module):
 
 def trained_weights_file(checkpoint) -> Path:
     """Where the trained weights of `checkpoint` are: a `save_pretrained` folder's
-    trained.safetensors, a `train` output folder's checkpoint/trainable.safetensors, a trainer
-    checkpoint folder's trainable.safetensors, or the file itself."""
+    trained.safetensors, a `train` output folder's checkpoint/trainable.safetensors (or, for a run
+    killed before its end, its newest periodic checkpoint's), a trainer checkpoint folder's
+    trainable.safetensors, or the file itself."""
     path = Path(checkpoint)
     if path.is_dir() and (path / "trained.safetensors").is_file():
         path = path / "trained.safetensors"
+    elif path.is_dir() and (path / CHECKPOINT).is_dir():
+        path = path / CHECKPOINT / "trainable.safetensors"
     elif path.is_dir():
-        path = path / CHECKPOINT / "trainable.safetensors" if (path / CHECKPOINT).is_dir() else path / "trainable.safetensors"
+        path = (newest_checkpoint(path) or path) / "trainable.safetensors"
     if not path.is_file():
         raise FileNotFoundError(f"{checkpoint}: no trained weights (expected {path})")
     return path
