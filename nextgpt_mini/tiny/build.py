@@ -21,6 +21,7 @@ from nextgpt_mini.profiles import load_profile
 from nextgpt_mini.tiny.demo import train_stages
 from nextgpt_mini.tiny.pretrain.clap import build_tiny_clap_text
 from nextgpt_mini.tiny.pretrain.encoder_train import build_tiny_encoder
+from nextgpt_mini.tiny.pretrain.image_decoder import build_tiny_image_decoder
 from nextgpt_mini.tiny.pretrain.llm import build_tiny_llm
 from nextgpt_mini.tiny.pretrain.loop import refuse_quick_build_into_package
 from nextgpt_mini.tiny.registry import (
@@ -61,6 +62,7 @@ BUILDERS = {
     "llm": (build_tiny_llm, LLM_FOLDER),
     "clap": (build_tiny_clap_text, "."),  # registry.CLAP_TEXT_WEIGHTS; after encoder: it learns against its sounds
     "system": (build_system, SYSTEM_FOLDER),  # after encoder, llm and clap: it is trained on them
+    "image-decoder": (build_tiny_image_decoder, "."),  # registry.IMAGE_DECODER_WEIGHTS; after encoder
 }
 
 

@@ -21,6 +21,7 @@ TOKENIZER_FOLDER = "tiny_tokenizer"
 ENCODER_WEIGHTS = "tiny_imagebind.safetensors"
 LLM_FOLDER = "tiny_llm"
 CLAP_TEXT_WEIGHTS = "tiny_clap_text.safetensors"
+IMAGE_DECODER_WEIGHTS = "tiny_image_decoder.safetensors"  # built by `build-tiny image-decoder`; not shipped yet
 SYSTEM_FOLDER = "tiny_system"
 SHIPPED = (TOKENIZER_FOLDER, ENCODER_WEIGHTS, LLM_FOLDER, CLAP_TEXT_WEIGHTS, SYSTEM_FOLDER)
 
