@@ -10,8 +10,9 @@ trained here, in the order SD's own parts were made, each part frozen before the
 2. the **VAE** (AutoencoderKL): 32 x 32 pictures <-> 16 x 16 x 4 latents, L1 + MSE reconstruction
    with a small KL term, as SD's autoencoder (without its perceptual and adversarial losses);
 3. the **UNet** (UNet2DConditionModel on 16 x 16 latents, cross-attention at 8 x 8 and 4 x 4 only:
-   full-resolution attention is what makes CPU training slow): SD's noise schedule and epsilon objective, the caption dropped
-   to "" 10% of the time so that classifier-free guidance has an unconditional branch.
+   full-resolution attention is what makes CPU training slow): SD's noise schedule and epsilon
+   objective with Min-SNR-5 weights, the caption dropped to "" 10% of the time so that
+   classifier-free guidance has an unconditional branch.
 
 The numbers each build measured (how far apart the captions' conditionings are, what the toy-world
 reader reads in the VAE's reconstructions and in pictures drawn from held-out captions) go to
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nextgpt_mini.losses import min_snr_weight
 from nextgpt_mini.models.decoders import diffusers_classes
 from nextgpt_mini.models.imagebind_weights import load_encoder
 from nextgpt_mini.profiles import load_profile
@@ -62,6 +64,7 @@ class ImageDecoderSettings:
     unet_batch: int = 64
     unet_lr: float = 2e-3
     drop_caption: float = 0.1
+    snr_gamma: float = 5.0  # Min-SNR weighting of the UNet's loss (BUILD_RESULTS.md, History)
     eval_items: int = 192
     eval_steps: int = 20
     eval_guidance: float = 5.0
@@ -135,8 +138,8 @@ def train_vae(vae, images: torch.Tensor, settings: ImageDecoderSettings, progres
 
 def train_unet(unet, latents: torch.Tensor, states: torch.Tensor, caption_of: torch.Tensor,
                settings: ImageDecoderSettings, progress: bool) -> list[dict]:
-    """Step 3: epsilon prediction under SD's noise schedule; `states[-1]` is the "" caption, used
-    for a `drop_caption` share of each batch (the unconditional branch of guidance)."""
+    """Step 3: epsilon prediction under SD's noise schedule, Min-SNR weighted; `states[-1]` is the
+    "" caption, used for a `drop_caption` share of each batch (the unconditional branch of guidance)."""
     (DDPMScheduler,) = diffusers_classes("DDPMScheduler")
     schedule = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000)
     g = torch.Generator().manual_seed(settings.seed + 2)
@@ -149,7 +152,8 @@ def train_unet(unet, latents: torch.Tensor, states: torch.Tensor, caption_of: to
         noise = torch.randn(latents[idx].shape, generator=g)
         t = torch.randint(0, schedule.config.num_train_timesteps, (batch,), generator=g)
         pred = unet(schedule.add_noise(latents[idx], noise, t), t, encoder_hidden_states=states[caption]).sample
-        return F.mse_loss(pred, noise), {}
+        weight = min_snr_weight(schedule.alphas_cumprod[t], settings.snr_gamma, v_prediction=False)
+        return (weight * ((pred - noise) ** 2).mean(dim=(1, 2, 3))).mean(), {}
 
     unet.train()
     history = train_loop(loss_fn, list(unet.named_parameters()), settings.unet_steps, settings.unet_lr, warmup=100,
