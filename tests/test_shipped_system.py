@@ -9,7 +9,7 @@ from nextgpt_mini.models.decoders import Decoders
 from nextgpt_mini.models.nextgpt import NextGPT
 from nextgpt_mini.tiny.data import heldout_dialogues, reading_report
 from nextgpt_mini.tiny.registry import system_base_hashes
-from nextgpt_mini.training.stage3 import behaviour_report
+from nextgpt_mini.training.stage3 import behaviour_report, respond, respond_many
 from nextgpt_mini.utils import ASSETS, torch_threads
 
 
@@ -47,3 +47,15 @@ def test_shipped_system_reads_held_out_media(system):
     # answers naming every attribute of a held-out item right, at least 3x as often as by chance
     assert reading["exact_acc"] >= 3 * reading["exact_chance"], reading
     assert reading["attr_acc"] > 1.5 * reading["attr_chance"], reading
+
+
+def test_batched_replies_are_the_one_by_one_replies(system):
+    """behaviour_report reads replies in batches of prompts of one length (`respond_many`); they
+    must be exactly the replies `respond` gives one prompt at a time."""
+    model, *_ = system
+    prompts = [([{"role": "user", "text": t}], None) for t in (
+        "Show me a small green square at the top.", "Draw a red circle.", "Make a video of a red circle moving down quickly.",
+        "Show me a big red circle at the top.", "Draw a blue square.", "What sound does a blue square make?", "Hello!")]
+    # two pairs of these share a token length (32 and 27 tokens): those pairs are answered in one batch
+    with torch_threads(1):
+        assert respond_many(model, prompts, batch_size=4) == [respond(model, t, m) for t, m in prompts]

@@ -164,9 +164,27 @@ class BlendedBatches:
 @torch.no_grad()
 def respond(model, turns: list[dict], media: list[torch.Tensor] | None, max_new_tokens: int = 40) -> list[int]:
     """Greedy reply ids to `turns` (ending with a user turn); `media` = that prompt's soft-token inputs."""
-    batch = collate([dialogue_example(model, {"turns": turns})], model.tokenizer.pad_token_id)
-    soft = model.soft_tokens([torch.stack(media) if media else None])
-    return cut_at_stop(reply_ids(model, batch, soft, max_new_tokens)[0].tolist(), model.tokenizer)
+    return respond_many(model, [(turns, media)], max_new_tokens)[0]
+
+
+@torch.no_grad()
+def respond_many(model, prompts: list[tuple[list[dict], list[torch.Tensor] | None]], max_new_tokens: int = 40,
+                 batch_size: int = 16) -> list[list[int]]:
+    """`respond` for many (turns, media) prompts at once. Prompts of the same token length share a
+    batch, so that no row is padded and every reply is the one `respond` alone would give."""
+    examples = [dialogue_example(model, {"turns": turns}) for turns, _ in prompts]
+    by_length: dict[int, list[int]] = defaultdict(list)
+    for k, ex in enumerate(examples):
+        by_length[len(ex.input_ids)].append(k)
+    replies: list[list[int]] = [[] for _ in prompts]
+    for group in by_length.values():
+        for start in range(0, len(group), batch_size):
+            rows = group[start : start + batch_size]
+            batch = collate([examples[k] for k in rows], model.tokenizer.pad_token_id)
+            soft = model.soft_tokens([torch.stack(prompts[k][1]) if prompts[k][1] else None for k in rows])
+            for k, ids in zip(rows, reply_ids(model, batch, soft, max_new_tokens)):
+                replies[k] = cut_at_stop(ids.tolist(), model.tokenizer)
+    return replies
 
 
 def signal_runs(ids: list[int], signal_ids: dict[str, list[int]]) -> list[tuple[str, bool]]:
@@ -182,9 +200,11 @@ def behaviour_report(model, data: DialogueSet, limit: int | None = None) -> dict
     right = total = 0
     per_task: dict[str, list[bool]] = defaultdict(list)
     tally: dict = {}
-    for d in data.dialogues[:limit]:
+    dialogues = data.dialogues[:limit]
+    replies = respond_many(model, [([d["turns"][0]], [data.media[media_key(m)] for m in d["turns"][0].get("media", [])])
+                                   for d in dialogues])
+    for d, ids in zip(dialogues, replies):
         user, reply = d["turns"][0], d["turns"][1]
-        ids = respond(model, [user], [data.media[media_key(m)] for m in user.get("media", [])])
         runs = signal_runs(ids, model.signal.ids)
         wanted = reply.get("output")
         ok = runs == [(wanted["modality"], True)] if wanted else not runs
