@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from nextgpt_mini.cli import main
-from nextgpt_mini.tiny.pipelines import load_trained_image_pipeline
+from nextgpt_mini.tiny.decoders import load_trained_image_pipeline
 from nextgpt_mini.tiny.registry import IMAGE_DECODER_WEIGHTS
 
 

@@ -49,9 +49,9 @@ def cmd_build_tiny(args) -> int:
 
 def add_build_tiny_parser(sub) -> None:
     p = sub.add_parser("build-tiny", help="rebuild a tiny-profile asset shipped in the package")
-    p.add_argument("what", choices=["tokenizer", "encoder", "llm", "clap", "system", "image-decoder"],
+    p.add_argument("what", choices=["tokenizer", "encoder", "llm", "clap", "system", "image-decoder", "video-decoder", "audio-decoder"],
                    help="which asset (clap: the audio decoder's text encoder, after encoder; system: the trained tiny system, "
-                        "after the others; image-decoder: the trained tiny Stable Diffusion, after encoder)")
+                        "after the others; image-decoder: the trained tiny Stable Diffusion, after encoder; video-decoder: the tiny Zeroscope inflated from it; audio-decoder: the tiny AudioLDM, after clap)")
     p.add_argument("--out", default=None, help="write here instead of into the package")
     p.add_argument("--quick", action="store_true", help="a few steps only (to test the build code)")
     p.set_defaults(func=cmd_build_tiny)

@@ -19,11 +19,13 @@ from pathlib import Path
 from nextgpt_mini.cache import sha256_file
 from nextgpt_mini.profiles import load_profile
 from nextgpt_mini.tiny.demo import train_stages
+from nextgpt_mini.tiny.pretrain.audio_decoder import build_tiny_audio_decoder
 from nextgpt_mini.tiny.pretrain.clap import build_tiny_clap_text
 from nextgpt_mini.tiny.pretrain.encoder_train import build_tiny_encoder
 from nextgpt_mini.tiny.pretrain.image_decoder import build_tiny_image_decoder
 from nextgpt_mini.tiny.pretrain.llm import build_tiny_llm
 from nextgpt_mini.tiny.pretrain.loop import refuse_quick_build_into_package
+from nextgpt_mini.tiny.pretrain.video_decoder import build_tiny_video_decoder
 from nextgpt_mini.tiny.registry import (
     LLM_FOLDER,
     SYSTEM_FOLDER,
@@ -63,6 +65,8 @@ BUILDERS = {
     "clap": (build_tiny_clap_text, "."),  # registry.CLAP_TEXT_WEIGHTS; after encoder: it learns against its sounds
     "system": (build_system, SYSTEM_FOLDER),  # after encoder, llm and clap: it is trained on them
     "image-decoder": (build_tiny_image_decoder, "."),  # registry.IMAGE_DECODER_WEIGHTS; after encoder
+    "video-decoder": (build_tiny_video_decoder, "."),  # registry.VIDEO_DECODER_WEIGHTS; after image-decoder
+    "audio-decoder": (build_tiny_audio_decoder, "."),  # registry.AUDIO_DECODER_WEIGHTS; after clap
 }
 
 

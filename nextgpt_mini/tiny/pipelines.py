@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from nextgpt_mini.models.decoders import diffusers_classes
-from nextgpt_mini.tiny.registry import CLAP_TEXT_WEIGHTS, IMAGE_DECODER_WEIGHTS
+from nextgpt_mini.tiny.registry import CLAP_TEXT_WEIGHTS
 from nextgpt_mini.tiny.tokenizer import load_tiny_tokenizer
 from nextgpt_mini.utils import ASSETS
 
@@ -30,7 +30,7 @@ def tiny_decoder_tokenizer():
     return tok
 
 
-def _tiny_clip_text(vocab_size: int, seed: int):
+def tiny_clip_text(vocab_size: int, seed: int):
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
@@ -82,58 +82,6 @@ def _scheduler():
                          set_alpha_to_one=False, steps_offset=1)
 
 
-# The trained image decoder's parts (`tiny/pretrain/image_decoder.py` trains them): the same CLIP
-# text tower, a wider VAE without attention (attention at 16 x 16 is what costs on a CPU), and the
-# shared UNet shape with a third level.
-def trained_image_components(vocab_size: int, seed: int = 0):
-    """(text encoder, VAE, UNet) of the trained tiny Stable Diffusion, at their initial weights."""
-    AutoencoderKL, UNet2DConditionModel = diffusers_classes("AutoencoderKL", "UNet2DConditionModel")
-
-    text = _tiny_clip_text(vocab_size, seed + 2)
-    torch.manual_seed(seed + 1)
-    vae = AutoencoderKL(block_out_channels=(16, 32), in_channels=3, out_channels=3, latent_channels=4,
-                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                        norm_num_groups=4, sample_size=32, mid_block_add_attention=False)
-    torch.manual_seed(seed)
-    # a third level, at 4 x 4: there the zero padding tells every cell where it is, which is what
-    # lets the pictures follow "on the left" / "at the top" (measured: BUILD_RESULTS.md, History)
-    unet = UNet2DConditionModel(down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-                                up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-                                **{**TINY_UNET, "block_out_channels": (16, 32, 32)})
-    return text, vae, unet
-
-
-def trained_image_pipeline(text, vae, unet, tokenizer):
-    (StableDiffusionPipeline,) = diffusers_classes("StableDiffusionPipeline")
-
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet, scheduler=_scheduler(),
-                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
-def load_trained_image_pipeline(path=None):
-    """The trained tiny Stable Diffusion from its weights file (default: the one in the package)."""
-    import json
-
-    from safetensors import safe_open
-
-    path = ASSETS / IMAGE_DECODER_WEIGHTS if path is None else path
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: the trained tiny image decoder is missing; build it with "
-                                "`nextgpt-mini build-tiny image-decoder`")
-    with safe_open(str(path), "pt") as fh:
-        build = json.loads(fh.metadata()["build"])
-    state = load_file(str(path))
-    tok = tiny_decoder_tokenizer()
-    text, vae, unet = trained_image_components(len(tok))
-    for name, module in (("text_encoder", text), ("vae", vae), ("unet", unet)):
-        module.load_state_dict({k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")})
-        module.eval().requires_grad_(False)
-    vae.register_to_config(scaling_factor=build["scaling_factor"])
-    return trained_image_pipeline(text, vae, unet, tok)
-
-
 def tiny_image_pipeline(seed: int = 0):
     StableDiffusionPipeline, UNet2DConditionModel = diffusers_classes("StableDiffusionPipeline", "UNet2DConditionModel")
 
@@ -141,7 +89,7 @@ def tiny_image_pipeline(seed: int = 0):
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
                                 up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), **TINY_UNET)
-    return StableDiffusionPipeline(vae=_tiny_vae(3, seed + 1), text_encoder=_tiny_clip_text(len(tok), seed + 2),
+    return StableDiffusionPipeline(vae=_tiny_vae(3, seed + 1), text_encoder=tiny_clip_text(len(tok), seed + 2),
                                    tokenizer=tok, unet=unet, scheduler=_scheduler(), safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)
 
@@ -153,7 +101,7 @@ def tiny_video_pipeline(seed: int = 0):
     torch.manual_seed(seed)
     unet = UNet3DConditionModel(down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
                                 up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"), **TINY_UNET)
-    return TextToVideoSDPipeline(vae=_tiny_vae(3, seed + 1), text_encoder=_tiny_clip_text(len(tok), seed + 3),
+    return TextToVideoSDPipeline(vae=_tiny_vae(3, seed + 1), text_encoder=tiny_clip_text(len(tok), seed + 3),
                                  tokenizer=tok, unet=unet, scheduler=_scheduler())
 
 

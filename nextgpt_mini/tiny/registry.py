@@ -22,6 +22,8 @@ ENCODER_WEIGHTS = "tiny_imagebind.safetensors"
 LLM_FOLDER = "tiny_llm"
 CLAP_TEXT_WEIGHTS = "tiny_clap_text.safetensors"
 IMAGE_DECODER_WEIGHTS = "tiny_image_decoder.safetensors"  # built by `build-tiny image-decoder`; not shipped yet
+VIDEO_DECODER_WEIGHTS = "tiny_video_decoder.safetensors"  # built by `build-tiny video-decoder` (after image-decoder); not shipped yet
+AUDIO_DECODER_WEIGHTS = "tiny_audio_decoder.safetensors"  # built by `build-tiny audio-decoder` (after clap); not shipped yet
 SYSTEM_FOLDER = "tiny_system"
 SHIPPED = (TOKENIZER_FOLDER, ENCODER_WEIGHTS, LLM_FOLDER, CLAP_TEXT_WEIGHTS, SYSTEM_FOLDER)
 

@@ -3,16 +3,15 @@
 NExT-GPT's image decoder is a frozen, pretrained Stable Diffusion. The tiny profile's stand-in is
 trained here, in the order SD's own parts were made, each part frozen before the next is trained:
 
-1. the **text encoder** (SD's CLIP text tower): CLIP-style, its pooled caption state against the
-   frozen tiny ImageBind's embeddings of rendered images (symmetric InfoNCE, one render of every
-   caption per batch, a linear head on the image side, dropped after training); this is what makes
-   every attribute word move the per-token states the UNet reads;
+1. the **text encoder** (SD's CLIP text tower), CLIP-style against the frozen tiny ImageBind
+   (`decoder_text.py`): this is what makes every attribute word move the per-token states the
+   UNet reads; the tiny Zeroscope shares it;
 2. the **VAE** (AutoencoderKL): 32 x 32 pictures <-> 16 x 16 x 4 latents, L1 + MSE reconstruction
    with a small KL term, as SD's autoencoder (without its perceptual and adversarial losses);
 3. the **UNet** (UNet2DConditionModel on 16 x 16 latents, cross-attention at 8 x 8 and 4 x 4 only:
-   full-resolution attention is what makes CPU training slow): SD's noise schedule and epsilon
-   objective with Min-SNR-5 weights, the caption dropped to "" 10% of the time so that
-   classifier-free guidance has an unconditional branch.
+   full-resolution attention is what makes CPU training slow), with the objective of
+   `diffusion.py` (velocity prediction on a zero-terminal-SNR schedule, Min-SNR weights), the
+   caption dropped to "" 10% of the time so that classifier-free guidance has an unconditional branch.
 
 The numbers each build measured (how far apart the captions' conditionings are, what the toy-world
 reader reads in the VAE's reconstructions and in pictures drawn from held-out captions) go to
@@ -30,19 +29,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nextgpt_mini.losses import min_snr_weight
-from nextgpt_mini.models.decoders import diffusers_classes
-from nextgpt_mini.models.imagebind_weights import load_encoder
-from nextgpt_mini.profiles import load_profile
 from nextgpt_mini.tiny import reader
 from nextgpt_mini.tiny import world as tw
-from nextgpt_mini.tiny.data import toy_pairs
-from nextgpt_mini.tiny.pipelines import (
-    TINY_TEXT_LENGTH,
-    tiny_decoder_tokenizer,
-    trained_image_components,
-    trained_image_pipeline,
-)
+from nextgpt_mini.tiny.decoders import decoder_state, trained_image_components, trained_image_pipeline
+from nextgpt_mini.tiny.pipelines import tiny_decoder_tokenizer
+from nextgpt_mini.tiny.pretrain.decoder_text import caption_states, conditioning_report, pretrain_clip_text, report_line
+from nextgpt_mini.tiny.pretrain.diffusion import train_denoiser
 from nextgpt_mini.tiny.pretrain.loop import refuse_quick_build_into_package, train_loop
 from nextgpt_mini.tiny.registry import IMAGE_DECODER_WEIGHTS
 from nextgpt_mini.utils import atomic_path, save_safetensors, torch_threads
@@ -54,7 +46,7 @@ SIZE = 32  # the tiny image decoder's pictures (profiles.py: image_decoder heigh
 class ImageDecoderSettings:
     text_steps: int = 400
     text_lr: float = 3e-3
-    text_renders: int = 1440  # about 5 per training caption
+    text_renders: int = 1440  # per modality: about 5 per training image caption
     temperature: float = 0.07
     renders: int = 6000  # training pictures for the VAE and the UNet
     vae_steps: int = 1500
@@ -64,7 +56,7 @@ class ImageDecoderSettings:
     unet_batch: int = 64
     unet_lr: float = 2e-3
     drop_caption: float = 0.1
-    snr_gamma: float = 5.0  # Min-SNR weighting of the UNet's loss (BUILD_RESULTS.md, History)
+    gamma: float = 5.0  # Min-SNR weighting of the UNet's loss (diffusion.py)
     eval_items: int = 192
     eval_steps: int = 20
     eval_guidance: float = 5.0
@@ -73,40 +65,6 @@ class ImageDecoderSettings:
     @classmethod
     def quick(cls) -> "ImageDecoderSettings":
         return cls(text_steps=10, text_renders=144, renders=256, vae_steps=5, unet_steps=5, eval_items=8, eval_steps=2)
-
-
-def caption_states(text, tokenizer, captions: list[str]) -> torch.Tensor:
-    """[N, tokens, width]: the per-token states the UNet cross-attends to, computed as
-    StableDiffusionPipeline computes them (no attention mask: CLIP's causal mask keeps the
-    padding after the end token from changing the words' states)."""
-    ids = tokenizer(captions, padding="max_length", max_length=TINY_TEXT_LENGTH, truncation=True, return_tensors="pt")
-    return text(ids.input_ids)[0]
-
-
-def pretrain_text(text, tokenizer, settings: ImageDecoderSettings, progress: bool) -> list[dict]:
-    """Step 1: the CLIP text tower against the frozen tiny ImageBind (see the module docstring)."""
-    cfg = load_profile("tiny").encoder
-    encoder = load_encoder(cfg).eval()
-    train = toy_pairs("image", settings.text_renders, "train", encoder, cfg, settings.seed)
-    captions = sorted(set(train.captions))
-    ids = tokenizer(captions, padding="max_length", max_length=TINY_TEXT_LENGTH, truncation=True, return_tensors="pt")
-    owner = torch.tensor([captions.index(c) for c in train.captions])
-    renders_of = [torch.nonzero(owner == k).flatten() for k in range(len(captions))]
-    head = torch.nn.Linear(train.embeddings.shape[1], text.config.hidden_size)
-    g = torch.Generator().manual_seed(settings.seed)
-    labels = torch.arange(len(captions))
-
-    def loss_fn():
-        pick = torch.stack([r[torch.randint(len(r), (1,), generator=g)] for r in renders_of]).flatten()
-        pooled = F.normalize(text(input_ids=ids.input_ids, attention_mask=ids.attention_mask).pooler_output, dim=-1)
-        logits = F.normalize(head(train.embeddings[pick]), dim=-1) @ pooled.T / settings.temperature
-        return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2, {}
-
-    text.train()
-    history = train_loop(loss_fn, [*text.named_parameters(), *head.named_parameters()], settings.text_steps,
-                         settings.text_lr, desc="image text encoder", progress=progress)
-    text.eval().requires_grad_(False)
-    return history
 
 
 def pictures(items: list[tw.ToyItem]) -> torch.Tensor:
@@ -136,53 +94,6 @@ def train_vae(vae, images: torch.Tensor, settings: ImageDecoderSettings, progres
     return history
 
 
-def train_unet(unet, latents: torch.Tensor, states: torch.Tensor, caption_of: torch.Tensor,
-               settings: ImageDecoderSettings, progress: bool) -> list[dict]:
-    """Step 3: epsilon prediction under SD's noise schedule, Min-SNR weighted; `states[-1]` is the
-    "" caption, used for a `drop_caption` share of each batch (the unconditional branch of guidance)."""
-    (DDPMScheduler,) = diffusers_classes("DDPMScheduler")
-    schedule = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000)
-    g = torch.Generator().manual_seed(settings.seed + 2)
-    batch = settings.unet_batch
-
-    def loss_fn():
-        idx = torch.randint(len(latents), (batch,), generator=g)
-        caption = caption_of[idx].clone()
-        caption[torch.rand(batch, generator=g) < settings.drop_caption] = len(states) - 1
-        noise = torch.randn(latents[idx].shape, generator=g)
-        t = torch.randint(0, schedule.config.num_train_timesteps, (batch,), generator=g)
-        pred = unet(schedule.add_noise(latents[idx], noise, t), t, encoder_hidden_states=states[caption]).sample
-        weight = min_snr_weight(schedule.alphas_cumprod[t], settings.snr_gamma, v_prediction=False)
-        return (weight * ((pred - noise) ** 2).mean(dim=(1, 2, 3))).mean(), {}
-
-    unet.train()
-    history = train_loop(loss_fn, list(unet.named_parameters()), settings.unet_steps, settings.unet_lr, warmup=100,
-                         floor=0.1, grad_clip=1.0, desc="image UNet", progress=progress)
-    unet.eval().requires_grad_(False)
-    return history
-
-
-@torch.no_grad()
-def conditioning_report(text, tokenizer) -> dict[str, float]:
-    """Over every caption the world can say: the two closest conditionings (flattened per-token
-    states) against the median distance, and a linear probe of each attribute from them."""
-    bank = {it.caption: it for it in tw.sample_items("image", 4000, seed=7, split="any")}
-    captions = sorted(bank)
-    flat = caption_states(text, tokenizer, captions).flatten(1)
-    d = torch.cdist(flat, flat)
-    off = d[~torch.eye(len(captions), dtype=torch.bool)]
-    out = {"captions": len(captions), "closest_pair": float(off.min()), "median_distance": float(off.median())}
-    # the probe: least squares onto one-hot attribute columns, fitted on even captions, read on odd ones
-    x = torch.cat([flat, torch.ones(len(flat), 1)], 1).double()
-    for attribute in ("colour", "shape", "size", "position"):
-        values = sorted({bank[c].attributes[attribute] for c in captions})
-        y = torch.tensor([values.index(bank[c].attributes[attribute]) for c in captions])
-        onehot = F.one_hot(y, len(values)).double()
-        w = torch.linalg.lstsq(x[::2], onehot[::2], driver="gelsd").solution
-        out[f"probe_{attribute}"] = float(((x[1::2] @ w).argmax(1) == y[1::2]).double().mean())
-    return out
-
-
 @torch.no_grad()
 def measure_drawing(pipe, items: list[tw.ToyItem], steps: int, guidance: float, seed: int = 0) -> dict:
     """What the reader reads in pictures drawn from `items`' own captions (the decoder's ceiling)."""
@@ -201,10 +112,13 @@ def train_image_decoder(settings: ImageDecoderSettings | None = None, progress: 
     settings = settings or ImageDecoderSettings()
     tok = tiny_decoder_tokenizer()
     text, vae, unet = trained_image_components(len(tok), settings.seed)
-    numbers: dict = {"before": conditioning_report(text, tok)}
+    numbers: dict = {"before": {m: conditioning_report(text, tok, m) for m in ("image", "video")}}
     clock = time.perf_counter()
-    numbers["text_loss"] = [h["loss"] for h in pretrain_text(text, tok, settings, progress)[:: max(settings.text_steps - 1, 1)]]
-    numbers["after"], numbers["text_seconds"] = conditioning_report(text, tok), time.perf_counter() - clock
+    history = pretrain_clip_text(text, tok, settings.text_steps, settings.text_lr, settings.text_renders,
+                                 settings.temperature, settings.seed, progress)
+    numbers["text_loss"] = (history[0]["loss"], history[-1]["loss"])
+    numbers["after"] = {m: conditioning_report(text, tok, m) for m in ("image", "video")}
+    numbers["text_seconds"] = time.perf_counter() - clock
 
     items = tw.sample_items("image", settings.renders, seed=settings.seed, split="train")
     images = pictures(items)
@@ -222,7 +136,12 @@ def train_image_decoder(settings: ImageDecoderSettings | None = None, progress: 
         states = caption_states(text, tok, captions + [""])
     caption_of = torch.tensor([captions.index(it.caption) for it in items])
     clock = time.perf_counter()
-    losses = [h["loss"] for h in train_unet(unet, latents * scale, states, caption_of, settings, progress)]
+    history = train_denoiser(unet, latents * scale, states, caption_of,
+                             lambda u, x, t, c: u(x, t, encoder_hidden_states=c).sample,
+                             steps=settings.unet_steps, batch=settings.unet_batch, lr=settings.unet_lr,
+                             drop=settings.drop_caption, gamma=settings.gamma, seed=settings.seed + 2,
+                             desc="image UNet", progress=progress)
+    losses = [h["loss"] for h in history]
     numbers["unet_loss"] = (float(np.mean(losses[:50])), float(np.mean(losses[-100:])))
     numbers["unet_seconds"] = time.perf_counter() - clock
     pipe = trained_image_pipeline(text, vae, unet, tok)
@@ -232,23 +151,21 @@ def train_image_decoder(settings: ImageDecoderSettings | None = None, progress: 
     return pipe, numbers
 
 
-def _percent(acc: dict[str, float]) -> str:
+def percent(acc: dict[str, float]) -> str:
     return ", ".join(f"{k} {100 * v:.0f}%" for k, v in acc.items())
 
 
 def result_lines(n: dict) -> list[str]:
-    b, a, d = n["before"], n["after"], n["drawing"]
+    d = n["drawing"]
     return [
         "parameters: " + ", ".join(f"{k} {v:,}" for k, v in n["parameters"].items()),
-        f"text encoder ({n['text_seconds']:.0f} s): loss {n['text_loss'][0]:.3f} -> {n['text_loss'][-1]:.3f}; closest two of "
-        f"{a['captions']} caption conditionings {b['closest_pair']:.2f} -> {a['closest_pair']:.2f} apart (median "
-        f"{b['median_distance']:.2f} -> {a['median_distance']:.2f}); linear probe on held-out captions before -> after: "
-        + ", ".join(f"{k} {100 * b[f'probe_{k}']:.0f}% -> {100 * a[f'probe_{k}']:.0f}%" for k in ("colour", "shape", "size", "position")),
+        f"text encoder ({n['text_seconds']:.0f} s): loss {n['text_loss'][0]:.3f} -> {n['text_loss'][-1]:.3f}",
+        *(f"  {m} captions: " + report_line(n["before"][m], n["after"][m]) for m in ("image", "video")),
         f"VAE ({n['vae_seconds']:.0f} s): reconstruction MSE {n['vae_mse'][0]:.4f} -> {n['vae_mse'][-1]:.4f}; the reader on "
-        f"reconstructed held-out pictures: {_percent(n['vae_reconstruction'])}",
+        f"reconstructed held-out pictures: {percent(n['vae_reconstruction'])}",
         f"UNet ({n['unet_seconds']:.0f} s): loss {n['unet_loss'][0]:.3f} -> {n['unet_loss'][1]:.3f}",
-        f"drawn from held-out captions ({d['seconds_per_image'] * 1000:.0f} ms a picture): {_percent(d['all'])}; "
-        f"held-out colour+shape pairs: {_percent(d['held_out_pairs'])}",
+        f"drawn from held-out captions ({d['seconds_per_image'] * 1000:.0f} ms a picture): {percent(d['all'])}; "
+        f"held-out colour+shape pairs: {percent(d['held_out_pairs'])}",
     ]
 
 
@@ -259,11 +176,9 @@ def build_tiny_image_decoder(out: Path, quick: bool = False) -> tuple[list[Path]
     settings = ImageDecoderSettings.quick() if quick else ImageDecoderSettings()
     with torch_threads(2):  # both cores: 0.7x one thread's time for the VAE
         pipe, numbers = train_image_decoder(settings)
-    state = {f"{name}.{k}": v.contiguous() for name in ("text_encoder", "vae", "unet")
-             for k, v in getattr(pipe, name).state_dict().items()}
     path = out / IMAGE_DECODER_WEIGHTS
     meta = {"build": json.dumps({"settings": dataclasses.asdict(settings),
                                  "scaling_factor": pipe.vae.config.scaling_factor}, sort_keys=True)}
     with atomic_path(path) as tmp:
-        save_safetensors(state, tmp, meta)
+        save_safetensors(decoder_state(pipe), tmp, meta)
     return [path], result_lines(numbers)
