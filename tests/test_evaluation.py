@@ -279,7 +279,10 @@ def test_the_trained_system_beats_the_untrained_one_on_every_metric(one_thread):
     from nextgpt_mini.evaluation.suites import better, evaluate_suite, rows
 
     report = evaluate_suite("toy", "package:tiny_system", limit=16, progress=False)
-    worse = [(task, metric, per) for task, metric, per, _ in rows(report) if not better(metric, per["trained"], per["untrained"])]
+    compared = [(task, metric, per) for task, metric, per, _ in rows(report) if per["untrained"] is not None]
+    assert any("(oracle decoder)" in metric for _, metric, _ in compared), compared  # the reader's columns are there
+    assert any("(decoder fed the caption)" in metric for _, metric, _, _ in rows(report))  # measured once, trained column
+    worse = [(task, metric, per) for task, metric, per in compared if not better(metric, per["trained"], per["untrained"])]
     assert not worse, worse
 
 

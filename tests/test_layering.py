@@ -27,7 +27,7 @@ TIERS = [
 # The only upward imports, both lazy: the system's generate() runs the generation loop, and the
 # decoder loader builds the tiny profile's pipelines (shipped in tiny/) when the profile names them.
 ALLOWED_UPWARD = {("nextgpt_mini.models.nextgpt", "nextgpt_mini.generation"),
-                  ("nextgpt_mini.models.decoders", "nextgpt_mini.tiny.pipelines")}
+                  ("nextgpt_mini.models.decoders", "nextgpt_mini.tiny.decoders")}
 # Modules whose package imports may stay inside functions: the CLI (start-up time) and the package
 # root (`from nextgpt_mini import NextGPT` without importing torch-heavy modules first).
 LAZY_ALLOWED = {"nextgpt_mini.cli", "nextgpt_mini"}  # and the cli package's modules

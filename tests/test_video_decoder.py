@@ -15,6 +15,8 @@ def test_an_inflated_unet3d_draws_every_frame_as_the_image_unet_does():
     with torch.no_grad():  # weights unlike their initial ones, so that the copy is tested, not the init
         for p in unet2d.parameters():
             p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+        for p in unet2d.add_embedding.parameters():  # the path UNet3D has no place for, switched off
+            p.zero_()
     unet3d = trained_video_unet()
     temporal = inflate(unet2d, unet3d)
     assert temporal and all(("temp_" in n or n.startswith("transformer_in.")) for n in temporal), temporal[:5]
@@ -39,9 +41,8 @@ def test_inflating_into_a_unet3d_of_another_shape_says_so():
 
 
 @pytest.mark.slow
-def test_a_quick_video_decoder_build_inflates_the_image_decoder_it_finds(tmp_path, capsys):
-    assert main(["build-tiny", "image-decoder", "--quick", "--out", str(tmp_path)]) == 0
-    assert main(["build-tiny", "video-decoder", "--quick", "--out", str(tmp_path)]) == 0
+def test_a_quick_video_decoder_build_inflates_the_shipped_image_decoder(tmp_path, capsys):
+    assert main(["build-tiny", "video-decoder", "--quick", "--out", str(tmp_path)]) == 0  # no image decoder in tmp_path
     out = capsys.readouterr().out
     assert "inflated from tiny_image_decoder.safetensors" in out and "animated from held-out captions" in out, out
     pipe = load_trained_video_pipeline(tmp_path / VIDEO_DECODER_WEIGHTS)

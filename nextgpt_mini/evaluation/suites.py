@@ -24,18 +24,20 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from nextgpt_mini import processing as pp
 from nextgpt_mini.data.mosit import strip_answer
 from nextgpt_mini.data.pairs import read_pairs
 from nextgpt_mini.evaluation import metrics
-from nextgpt_mini.evaluation.features import RealFeatures, ToyFeatures
+from nextgpt_mini.evaluation.features import RealFeatures, ToyFeatures, as_uint8_image
 from nextgpt_mini.files import read_video_frames
 from nextgpt_mini.models.decoders import Decoders
 from nextgpt_mini.models.nextgpt import load_system
+from nextgpt_mini.tiny import reader
 from nextgpt_mini.tiny.render import RENDER, encoder_input
-from nextgpt_mini.tiny.toy_decoder import ToyDecoder, toy_samples
+from nextgpt_mini.tiny.toy_decoder import ToyDecoder, all_items, toy_samples
 from nextgpt_mini.training.stage3 import encode_media, media_key
 from nextgpt_mini.utils import atomic_path
 
@@ -162,13 +164,18 @@ def read_reference(path: Path, modality: str, sample_rate: int):
 CHUNK = 32  # media held in memory at once: features are computed per chunk (30,000 COCO images would not fit)
 
 
-def _generation_task(model, samples: list[dict], modality: str, protocol: dict, features, decoders, progress) -> dict:
+def _generation_task(model, samples: list[dict], modality: str, protocol: dict, features, decoders, progress,
+                     ceiling: bool = False) -> dict:
     from tqdm.auto import tqdm
 
-    toy = protocol["decode"] == "toy-world"
-    renderer = ToyDecoder(decoders[modality], model.profile.train.distance) if toy else None
-    rate = _sample_rate(decoders, protocol)
+    # the nearest caption rendered (the projector judged alone): everywhere, or where the protocol's
+    # decoder is not trained yet ("render": the tiny audio decoder)
+    toy = protocol["decode"] == "toy-world" or modality in protocol.get("render", ())
+    judge = modality in protocol.get("reader", ())  # the toy world's attribute reader on what was made
+    renderer = ToyDecoder(decoders[modality], model.profile.train.distance) if toy or judge else None
+    rate = RENDER["sample_rate"] if toy else _sample_rate(decoders, protocol)
     asked, feats = [], defaultdict(list)  # feats: real / made (Fréchet) and score (media for the text score)
+    readings = defaultdict(list)
     bar = tqdm(total=len(samples), desc=f"{modality} generation", disable=not progress, leave=False)
     for start in range(0, len(samples), CHUNK):
         chunk, made = samples[start : start + CHUNK], []
@@ -177,7 +184,16 @@ def _generation_task(model, samples: list[dict], modality: str, protocol: dict, 
                                max_new_tokens=protocol["max_new_tokens"])
             asked.append(not r.forced and modality not in r.completed)
             made.append(renderer.decode(r.conditioning[modality], s["seed"])[0] if toy else r.media(modality)[0])
+            if judge:
+                readings[""].append(_read(modality, made[-1], rate))
+                readings[" (oracle decoder)"].append(_read(modality, renderer.decode(r.conditioning[modality], s["seed"])[0],
+                                                           RENDER["sample_rate"]))
             bar.update(1)
+        if judge and ceiling:  # the decoder fed each caption's own conditioning: what it can draw at best
+            decoder = decoders[modality]
+            for s in chunk:
+                own = decoder.generate(decoder.targets([s["caption"]]), seed=s["seed"], progress=False)[0]
+                readings[" (decoder fed the caption)"].append(_read(modality, own, rate))
         refs = [_reference(s, modality, rate) for s in chunk]
         if modality == "image":
             feats["real"].append(features.fid_images(refs))
@@ -201,7 +217,19 @@ def _generation_task(model, samples: list[dict], modality: str, protocol: dict, 
         out.update({"FID": fd, "CLIPSIM": metrics.clipsim(feats["score"], texts)})
     else:
         out.update({"FD": fd, "CLAP score": metrics.clip_score(torch.cat(feats["score"]), texts)})
+    items = [all_items(modality)[s["caption"]] for s in samples] if judge else []
+    for column, read in readings.items():
+        out.update({f"{attribute} %{column}": 100 * v for attribute, v in reader.accuracy(read, items).items()})
     return out
+
+
+def _read(modality: str, media, sample_rate: int) -> dict:
+    """The attribute reader on one generated (or rendered) item: PIL images, frame arrays, waveforms."""
+    if modality == "image":
+        return reader.read_image(as_uint8_image(media))
+    if modality == "video":
+        return reader.read_video(np.asarray(media))
+    return reader.read_audio(np.asarray(media, dtype=np.float64), sample_rate)
 
 
 def _reference(sample: dict, modality: str, sample_rate: int):
@@ -235,14 +263,16 @@ def _captioning_task(model, samples: list[dict], protocol: dict, progress) -> di
     return out
 
 
-def _evaluate_system(model, suite: str, protocol: dict, samples: dict, features, decoders, progress) -> dict:
+def _evaluate_system(model, suite: str, protocol: dict, samples: dict, features, decoders, progress,
+                     ceiling: bool = False) -> dict:
     """{task: {metric: value}}, plus "all tasks": the signal accuracy over every request (the right
     modality's complete run where media is asked for, no signal tokens where text is)."""
     results, signals = {}, {}
     for task in protocol["tasks"]:
         with torch.no_grad():
             if task in GENERATION:
-                results[task] = _generation_task(model, samples[task], GENERATION[task], protocol, features, decoders, progress)
+                results[task] = _generation_task(model, samples[task], GENERATION[task], protocol, features, decoders,
+                                                 progress, ceiling=ceiling)
             else:
                 results[task] = _captioning_task(model, samples[task], protocol, progress)
         signals[task] = results[task].pop("_signals")
@@ -272,9 +302,10 @@ def evaluate_suite(suite: str, checkpoint: str, *, baseline: str | None = None, 
     if baseline == "untrained" and checkpoint != "untrained":
         systems["untrained"] = ("untrained", load_system("untrained", model.profile))
     results = {}
-    for name, (ref, system) in systems.items():
-        system.eval()
-        results[name] = {"checkpoint": str(ref), "tasks": _evaluate_system(system, suite, protocol, samples, features, decoders, progress)}
+    for k, (name, (ref, system)) in enumerate(systems.items()):
+        system.eval()  # the decoder's ceiling does not depend on the system: measured with the first
+        results[name] = {"checkpoint": str(ref), "tasks": _evaluate_system(system, suite, protocol, samples, features,
+                                                                           decoders, progress, ceiling=k == 0)}
     return {"suite": suite, "protocol": protocol, "features": features.name, "profile": model.profile.name,
             "samples": {t: len(v) for t, v in samples.items()}, "systems": results, "paper": PAPER.get(suite, {}),
             "seconds": round(time.perf_counter() - start, 1)}
@@ -299,8 +330,10 @@ def rows(report: dict) -> list[tuple[str, str, dict[str, float | None], float | 
     return out
 
 
-def better(metric: str, a: float, b: float) -> bool:
-    """Whether a is better than b for this metric."""
+def better(metric: str, a: float | None, b: float | None) -> bool:
+    """Whether a is better than b for this metric (None, not measured for that system: never better)."""
+    if a is None or b is None:
+        return False
     return a < b if metric in LOWER_IS_BETTER else a > b
 
 

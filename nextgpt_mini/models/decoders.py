@@ -12,8 +12,8 @@ So a decoder here is two things: `targets(captions)`, the conditioning a caption
 projector must hit, cached), and `generate(embeds)`, the pipeline run from given conditioning
 (`prompt_embeds`, with the empty prompt's embedding as the negative for classifier-free guidance).
 
-Profiles: `paper`/`colab` load diffusers pipelines by hub id or local folder; `tiny` builds the
-same pipeline classes from toy-size components (`tiny/pipelines.py`).
+Profiles: `paper`/`colab` load diffusers pipelines by hub id or local folder; `tiny` loads the
+same pipeline classes at toy size, trained on the toy world and shipped (`tiny/decoders.py`).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def diffusers_classes(*names: str):
         hf_logging.set_verbosity(level)
 
 
-def load_pipeline(modality: str, cfg: DecoderConfig, dtype: torch.dtype = torch.float32, seed: int = 0):
+def load_pipeline(modality: str, cfg: DecoderConfig, dtype: torch.dtype = torch.float32):
     """The decoder pipeline of a modality: built locally for "tiny", else `from_pretrained`.
 
     diffusers 0.42 lists TextToVideoSDPipeline and AudioLDMPipeline as deprecated (no new
@@ -71,20 +71,20 @@ def load_pipeline(modality: str, cfg: DecoderConfig, dtype: torch.dtype = torch.
     level = diffusers_logging.get_verbosity()
     diffusers_logging.set_verbosity_error()
     try:
-        return _load_pipeline(modality, cfg, dtype, seed)
+        return _load_pipeline(modality, cfg, dtype)
     finally:
         diffusers_logging.set_verbosity(level)
 
 
-def _load_pipeline(modality: str, cfg: DecoderConfig, dtype: torch.dtype, seed: int):
+def _load_pipeline(modality: str, cfg: DecoderConfig, dtype: torch.dtype):
     if modality not in MODALITIES:
         raise ValueError(f"unknown modality {modality!r}: expected one of {MODALITIES}")
     if cfg.name_or_path == "tiny":
         # The one place the core reaches up into tiny/, so imported here: tiny/ builds on the core
-        # (tiny.pipelines imports this module), and only the tiny profile needs it.
-        from nextgpt_mini.tiny.pipelines import TINY_BUILDERS
+        # (tiny.decoders imports this module), and only the tiny profile needs it.
+        from nextgpt_mini.tiny.decoders import TINY_PIPELINES
 
-        return TINY_BUILDERS[modality](seed)
+        return TINY_PIPELINES[modality]()
     (cls,) = diffusers_classes(PIPELINE_CLASS[modality])
     extra: dict[str, Any] = {"safety_checker": None, "requires_safety_checker": False} if modality == "image" else {}
     ref = cfg.name_or_path
@@ -116,11 +116,11 @@ def pipeline_identity(pipe, modality: str, cfg: DecoderConfig) -> str:
 class Decoder:
     """A frozen diffusion pipeline, built on first use and kept."""
 
-    def __init__(self, modality: str, cfg: DecoderConfig, dtype: torch.dtype = torch.float32, seed: int = 0,
+    def __init__(self, modality: str, cfg: DecoderConfig, dtype: torch.dtype = torch.float32,
                  cache_dir: str | os.PathLike | None = None):
         if modality not in MODALITIES:
             raise ValueError(f"unknown modality {modality!r}: expected one of {MODALITIES}")
-        self.modality, self.cfg, self.dtype, self.seed = modality, cfg, dtype, seed
+        self.modality, self.cfg, self.dtype = modality, cfg, dtype
         self.cache_dir = cache_dir
         self._pipe = None
         self._cache = None
@@ -133,7 +133,7 @@ class Decoder:
     @property
     def pipe(self):
         if self._pipe is None:
-            self._pipe = load_pipeline(self.modality, self.cfg, self.dtype, self.seed)
+            self._pipe = load_pipeline(self.modality, self.cfg, self.dtype)
             self._pipe.set_progress_bar_config(leave=False, desc=f"denoising ({self.modality})")
             for part in ("unet", "vae", "text_encoder", "vocoder"):
                 module = getattr(self._pipe, part, None)
@@ -293,7 +293,7 @@ class Decoders:
                  cache_dir: str | os.PathLike | None = None):
         profile = load_profile(profile) if isinstance(profile, str) else profile
         self.profile = profile
-        self.decoders = {m: Decoder(m, profile.decoder(m), dtype, profile.seed, cache_dir) for m in MODALITIES}
+        self.decoders = {m: Decoder(m, profile.decoder(m), dtype, cache_dir) for m in MODALITIES}
 
     def __getitem__(self, modality: str) -> Decoder:
         if modality not in self.decoders:

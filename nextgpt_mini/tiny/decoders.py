@@ -20,6 +20,7 @@ from nextgpt_mini.models.decoders import diffusers_classes
 from nextgpt_mini.tiny.pipelines import (
     TINY_UNET,
     TINY_WIDTH,
+    tiny_audio_pipeline,
     tiny_clap_text_model,
     tiny_clap_weights,
     tiny_clip_text,
@@ -61,8 +62,12 @@ def trained_image_components(vocab_size: int, seed: int = 0):
     text = tiny_clip_text(vocab_size, seed + 2)
     vae = trained_vae(seed + 1)
     torch.manual_seed(seed)
+    # the caption also enters the time embedding, attention-pooled (diffusers' "text" addition
+    # embedding, DeepFloyd IF's): a path for colour and size, which hold over the whole object,
+    # besides cross-attention at 8 x 8 and 4 x 4 (measured: BUILD_RESULTS.md, History)
     unet = UNet2DConditionModel(down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-                                up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"), **LEVELS)
+                                up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+                                addition_embed_type="text", addition_embed_type_num_heads=4, **LEVELS)
     return text, vae, unet
 
 
@@ -134,9 +139,16 @@ def trained_image_pipeline(text, vae, unet, tokenizer):
 
 
 def trained_video_pipeline(text, vae, unet, tokenizer):
+    from diffusers.utils import logging as diffusers_logging
+
     (TextToVideoSDPipeline,) = diffusers_classes("TextToVideoSDPipeline")
-    pipe = TextToVideoSDPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet,
-                                 scheduler=trained_scheduler())
+    level = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()  # its deprecation notice (models/decoders.load_pipeline says why)
+    try:
+        pipe = TextToVideoSDPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet,
+                                     scheduler=trained_scheduler())
+    finally:
+        diffusers_logging.set_verbosity(level)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -209,3 +221,10 @@ def load_trained_audio_pipeline(path: Path | None = None):
 def decoder_state(pipe, parts: tuple[str, ...] = ("text_encoder", "vae", "unet")) -> dict:
     """A pipeline's modules as one flat state dict, the layout the loaders read."""
     return {f"{name}.{k}": v.contiguous() for name in parts for k, v in getattr(pipe, name).state_dict().items()}
+
+
+# What the tiny profile's decoders load. Audio: the random-weights AudioLDM until the trained one's
+# vocoder makes tones (BUILD_RESULTS.md, History); its CLAP text encoder, which gives stage 2 its
+# targets, is the shipped pretrained one either way.
+TINY_PIPELINES = {"image": load_trained_image_pipeline, "video": load_trained_video_pipeline,
+                  "audio": tiny_audio_pipeline}

@@ -55,8 +55,8 @@ def run_demo(out_dir: str | Path = "outputs/demo", quick: bool = False) -> int:
     with torch_threads(1):
         print("4. the tiny ImageBind (pretrained on the toy world, shipped) matches across modalities")
         check_encoder(profile, out, image, video)
-        print("5. the tiny decoders (the Stable Diffusion, Zeroscope and AudioLDM pipeline classes at toy size, random")
-        print("   weights) generate from each caption's conditioning, as they will from the output projectors")
+        print("5. the tiny decoders (Stable Diffusion, Zeroscope and AudioLDM at toy size, trained on the toy world,")
+        print("   shipped) generate from each caption's own conditioning, as they will from the output projectors'")
         decoders = show_decoders(profile, out, image, video, sound)
         print("6. the three training stages on toy-world data" + (" (quick: a few steps each)" if quick else ""))
         model, numbers = train_stages(profile, out, quick, decoders)
@@ -191,8 +191,9 @@ def write_report(out: Path, turns: list[dict], numbers: dict) -> Path:
 <style>body {{ font-family: sans-serif; margin: 2em; }} td {{ border-top: 1px solid #ccc; padding: .5em; vertical-align: top; }}</style>
 </head><body>
 <h1>nextgpt-mini demo (tiny profile)</h1>
-<p>The tiny system after the three training stages. The decoders are toy-size pipelines with random weights:
-their outputs show the plumbing (the right decoder, called with the projected conditioning), not pictures.</p>
+<p>The tiny system after the three training stages. The decoders are toy-size Stable Diffusion, Zeroscope and
+AudioLDM pipelines trained on the toy world and frozen, as NExT-GPT's are: what they draw, animate and sound is
+what the output projectors' conditioning asks for, as far as the projector and the decoder get it right.</p>
 <table><tr><th>direction</th><th>user</th><th>model</th></tr>
 {''.join(rows)}
 </table>

@@ -1,9 +1,10 @@
-"""Chapter 05: the tiny Stable Diffusion / Zeroscope / AudioLDM, the real diffusers classes at toy size.
+"""Chapter 05: the tiny decoders' shared parts, and the same pipelines at random weights (the controls).
 
-Built locally (no hub) from toy-size components, in the style of diffusers' own tests: random
-weights at a fixed seed, since their text encoders only have to give deterministic targets; only
-AudioLDM's CLAP text encoder is pretrained and shipped (`tiny/pretrain/clap.py`).
-`models.decoders.load_pipeline` builds these when a profile's decoder is "tiny".
+The tokenizer, the CLIP and CLAP text-tower shapes and the UNet shape the trained tiny decoders
+share (`tiny/decoders.py` builds and loads those). `TINY_BUILDERS` makes the three pipeline
+classes at toy size with random denoising weights, in the style of diffusers' own tests: the
+"untrained" control beside the trained decoders (tests/test_shipped_decoders.py), and what the
+full-size checks build when they need a pipeline without weights files.
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ from nextgpt_mini.utils import ASSETS
 
 TINY_TEXT_LENGTH = 16  # the tiny decoders' tokenizer length (the paper's CLIP: 77)
 TINY_WIDTH = 32  # the tiny decoders' text width (the paper's: 768 / 1024 / 512)
-# The image and video decoders' CLIP text encoders stay random, at 5x the default initial weights,
-# so that different captions' states lie further apart for the output projectors to tell apart.
-# AudioLDM's single CLAP vector needs more than a scale: its text encoder is pretrained (`tiny/pretrain/clap.py`).
+# The CLIP text towers' initial weights, 5x the default scale (what the random controls keep, and
+# where the trained towers start: `tiny/pretrain/decoder_text.py`).
 TINY_TEXT_INIT = {"initializer_range": 0.1, "initializer_factor": 5.0}
 
 

@@ -10,9 +10,12 @@ section per asset, replaced by that asset's next build.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
+
+import torch
 
 from nextgpt_mini.cache import sha256_file
 from nextgpt_mini.utils import ASSETS, atomic_write_text
@@ -21,19 +24,25 @@ TOKENIZER_FOLDER = "tiny_tokenizer"
 ENCODER_WEIGHTS = "tiny_imagebind.safetensors"
 LLM_FOLDER = "tiny_llm"
 CLAP_TEXT_WEIGHTS = "tiny_clap_text.safetensors"
-IMAGE_DECODER_WEIGHTS = "tiny_image_decoder.safetensors"  # built by `build-tiny image-decoder`; not shipped yet
-VIDEO_DECODER_WEIGHTS = "tiny_video_decoder.safetensors"  # built by `build-tiny video-decoder` (after image-decoder); not shipped yet
-AUDIO_DECODER_WEIGHTS = "tiny_audio_decoder.safetensors"  # built by `build-tiny audio-decoder` (after clap); not shipped yet
+IMAGE_DECODER_WEIGHTS = "tiny_image_decoder.safetensors"  # the trained tiny Stable Diffusion
+VIDEO_DECODER_WEIGHTS = "tiny_video_decoder.safetensors"  # the tiny Zeroscope (built after the image decoder)
+AUDIO_DECODER_WEIGHTS = "tiny_audio_decoder.safetensors"  # the tiny AudioLDM (after clap); not shipped yet: its vocoder makes no tones
+DECODER_WEIGHTS = {"image": IMAGE_DECODER_WEIGHTS, "video": VIDEO_DECODER_WEIGHTS, "audio": AUDIO_DECODER_WEIGHTS}
 SYSTEM_FOLDER = "tiny_system"
-SHIPPED = (TOKENIZER_FOLDER, ENCODER_WEIGHTS, LLM_FOLDER, CLAP_TEXT_WEIGHTS, SYSTEM_FOLDER)
+SHIPPED = (TOKENIZER_FOLDER, ENCODER_WEIGHTS, LLM_FOLDER, CLAP_TEXT_WEIGHTS, IMAGE_DECODER_WEIGHTS,
+           VIDEO_DECODER_WEIGHTS, SYSTEM_FOLDER)
 
 # The builder name each weights file records in its metadata: the module that built the shipped
 # file. Part of the file's bytes, so renaming it changes the manifest and the system's
 # `trained_on` hashes: change it together with a rebuild of the asset and of the system.
 BUILT_BY = {ENCODER_WEIGHTS: "nextgpt_mini.encoders.pretrain", CLAP_TEXT_WEIGHTS: "nextgpt_mini.clap_pretrain"}
 
-# The shipped files a trained tiny system depends on (the frozen encoder, LLM and audio decoder's text side).
+# The shipped files a trained tiny system depends on (the frozen encoder, LLM and audio decoder's
+# text side), and the decoders whose text encoders gave its stage-2 and stage-3 targets: of those
+# only the text encoder's tensors count, so a decoder rebuilt with the same text encoder (a new
+# UNet, VAE or vocoder) needs no new system.
 SYSTEM_BASES = (ENCODER_WEIGHTS, f"{LLM_FOLDER}/model.safetensors", f"{LLM_FOLDER}/tokenizer.json", CLAP_TEXT_WEIGHTS)
+SYSTEM_TEXT_ENCODERS = (IMAGE_DECODER_WEIGHTS, VIDEO_DECODER_WEIGHTS)
 
 MANIFEST = "MANIFEST.json"
 BUILD_RESULTS = "BUILD_RESULTS.md"
@@ -67,8 +76,23 @@ def record_in_manifest(files: list[Path]) -> None:
     atomic_write_text(ASSETS / MANIFEST, json.dumps(dict(sorted(manifest.items())), indent=2) + "\n")
 
 
+def text_encoder_hash(path: Path) -> str:
+    """sha256 of a decoder weights file's "text_encoder." tensors (names, dtypes, shapes and bytes)."""
+    from safetensors import safe_open
+
+    digest = hashlib.sha256()
+    with safe_open(str(path), "pt") as fh:
+        for name in sorted(k for k in fh.keys() if k.startswith("text_encoder.")):
+            tensor = fh.get_tensor(name).contiguous()
+            digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+            digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def system_base_hashes() -> dict[str, str]:
-    return {name: sha256_file(ASSETS / name) for name in SYSTEM_BASES}
+    hashes = {name: sha256_file(ASSETS / name) for name in SYSTEM_BASES}
+    hashes.update({f"{name}#text_encoder": text_encoder_hash(ASSETS / name) for name in SYSTEM_TEXT_ENCODERS})
+    return hashes
 
 
 def record_results(what: str, lines: list[str], folder: Path = ASSETS) -> Path:

@@ -1,13 +1,12 @@
-"""Chapter 09: the toy suite's data and its decoder.
+"""Chapter 09: the toy suite's data and its oracle decoder.
 
-The tiny profile's diffusion decoders have random weights (they only need deterministic text
-encoders to give stage 2 its targets), so their pixels say nothing about the request (measured:
-see assets/BUILD_RESULTS.md, "History"). The toy suite
-therefore decodes with the decoder a perfect toy-world model would be: the conditioning the
-output projector produced is matched to the nearest of the frozen decoder's own text-encoder
-outputs for every caption the world can say (the distance stage 2 trains on), and that caption
-is rendered by the world. This measures exactly what NExT-GPT trains (the LLM's signal tokens and
-the output projector), in pixels, frames and waveforms that the tiny encoder can read.
+The toy suite generates with the tiny profile's trained decoders and judges the media with the
+toy world's attribute reader (`tiny/reader.py`). Beside that it decodes with the decoder a
+perfect toy-world model would be: the conditioning the output projector produced is matched to
+the nearest of the frozen decoder's own text-encoder outputs for every caption the world can say
+(the distance stage 2 trains on), and that caption is rendered by the world. This "oracle
+decoder" column measures what NExT-GPT trains (the LLM's signal tokens and the output projector)
+apart from the decoder's own errors.
 """
 
 from __future__ import annotations

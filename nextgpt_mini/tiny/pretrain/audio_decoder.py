@@ -51,14 +51,14 @@ FRAMES = int(SECONDS * SAMPLE_RATE / HOP)
 @dataclasses.dataclass
 class AudioDecoderSettings:
     renders: int = 1500
-    vocoder_steps: int = 1500
+    vocoder_steps: int = 800
     vocoder_batch: int = 16
     vocoder_frames: int = 32  # a 0.32 s crop per example
     vocoder_lr: float = 2e-3
-    vae_steps: int = 1200
+    vae_steps: int = 800
     vae_batch: int = 16
     vae_lr: float = 3e-3
-    unet_steps: int = 1500
+    unet_steps: int = 1200
     unet_batch: int = 32
     unet_lr: float = 2e-3
     drop_caption: float = 0.1

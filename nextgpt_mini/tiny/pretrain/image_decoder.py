@@ -5,7 +5,7 @@ trained here, in the order SD's own parts were made, each part frozen before the
 
 1. the **text encoder** (SD's CLIP text tower), CLIP-style against the frozen tiny ImageBind
    (`decoder_text.py`): this is what makes every attribute word move the per-token states the
-   UNet reads; the tiny Zeroscope shares it;
+   UNet reads;
 2. the **VAE** (AutoencoderKL): 32 x 32 pictures <-> 16 x 16 x 4 latents, L1 + MSE reconstruction
    with a small KL term, as SD's autoencoder (without its perceptual and adversarial losses);
 3. the **UNet** (UNet2DConditionModel on 16 x 16 latents, cross-attention at 8 x 8 and 4 x 4 only:
@@ -46,7 +46,7 @@ SIZE = 32  # the tiny image decoder's pictures (profiles.py: image_decoder heigh
 class ImageDecoderSettings:
     text_steps: int = 400
     text_lr: float = 3e-3
-    text_renders: int = 1440  # per modality: about 5 per training image caption
+    text_renders: int = 1440  # about 5 per training caption
     temperature: float = 0.07
     renders: int = 6000  # training pictures for the VAE and the UNet
     vae_steps: int = 1500
@@ -112,12 +112,12 @@ def train_image_decoder(settings: ImageDecoderSettings | None = None, progress: 
     settings = settings or ImageDecoderSettings()
     tok = tiny_decoder_tokenizer()
     text, vae, unet = trained_image_components(len(tok), settings.seed)
-    numbers: dict = {"before": {m: conditioning_report(text, tok, m) for m in ("image", "video")}}
+    numbers: dict = {"before": conditioning_report(text, tok, "image")}
     clock = time.perf_counter()
-    history = pretrain_clip_text(text, tok, settings.text_steps, settings.text_lr, settings.text_renders,
+    history = pretrain_clip_text(text, tok, "image", settings.text_steps, settings.text_lr, settings.text_renders,
                                  settings.temperature, settings.seed, progress)
     numbers["text_loss"] = (history[0]["loss"], history[-1]["loss"])
-    numbers["after"] = {m: conditioning_report(text, tok, m) for m in ("image", "video")}
+    numbers["after"] = conditioning_report(text, tok, "image")
     numbers["text_seconds"] = time.perf_counter() - clock
 
     items = tw.sample_items("image", settings.renders, seed=settings.seed, split="train")
@@ -159,8 +159,8 @@ def result_lines(n: dict) -> list[str]:
     d = n["drawing"]
     return [
         "parameters: " + ", ".join(f"{k} {v:,}" for k, v in n["parameters"].items()),
-        f"text encoder ({n['text_seconds']:.0f} s): loss {n['text_loss'][0]:.3f} -> {n['text_loss'][-1]:.3f}",
-        *(f"  {m} captions: " + report_line(n["before"][m], n["after"][m]) for m in ("image", "video")),
+        f"text encoder ({n['text_seconds']:.0f} s): loss {n['text_loss'][0]:.3f} -> {n['text_loss'][-1]:.3f}; "
+        + report_line(n["before"], n["after"]),
         f"VAE ({n['vae_seconds']:.0f} s): reconstruction MSE {n['vae_mse'][0]:.4f} -> {n['vae_mse'][-1]:.4f}; the reader on "
         f"reconstructed held-out pictures: {percent(n['vae_reconstruction'])}",
         f"UNet ({n['unet_seconds']:.0f} s): loss {n['unet_loss'][0]:.3f} -> {n['unet_loss'][1]:.3f}",

@@ -6,11 +6,13 @@ UNet3D is SD's UNet with a temporal convolution after every spatial ResNet and a
 attention after every spatial attention, all trained on video. The tiny one is made the same way
 from the trained tiny image decoder (`image_decoder.py`; build that first):
 
-1. **VAE and text encoder**: the image decoder's, copied unchanged and frozen;
+1. **VAE**: the image decoder's, copied unchanged and frozen; the **text encoder**, a CLIP tower
+   of the same shape trained against ImageBind's video embeddings (`decoder_text.py`);
 2. **inflate**: every spatial weight of UNet3DConditionModel copied from the 2D UNet (1 x 1
    projections that are convolutions in 2D are linear layers in 3D), and the temporal layers'
    output projections set to zero, as AnimateDiff starts its motion modules: at step 0 the UNet3D
-   draws each frame as the image UNet would, which a test checks;
+   draws each frame as the image UNet would without its caption-in-the-time-embedding path,
+   which a test checks;
 3. **train** the whole UNet3D on 4-frame, 32 x 32 toy videos with the image UNet's objective
    (`diffusion.py`), so that the temporal layers learn the motion the caption names.
 """
@@ -33,7 +35,8 @@ from nextgpt_mini.tiny.decoders import (
     trained_video_pipeline,
     trained_video_unet,
 )
-from nextgpt_mini.tiny.pretrain.decoder_text import caption_states
+from nextgpt_mini.tiny.pipelines import tiny_clip_text
+from nextgpt_mini.tiny.pretrain.decoder_text import caption_states, conditioning_report, pretrain_clip_text, report_line
 from nextgpt_mini.tiny.pretrain.diffusion import train_denoiser
 from nextgpt_mini.tiny.pretrain.image_decoder import SIZE, percent
 from nextgpt_mini.tiny.pretrain.loop import refuse_quick_build_into_package
@@ -45,9 +48,12 @@ FRAMES, FPS = 4, 4  # profiles.py: the tiny video decoder's num_frames and fps (
 
 @dataclasses.dataclass
 class VideoDecoderSettings:
+    text_steps: int = 400
+    text_lr: float = 3e-3
+    text_renders: int = 960  # about 5 per training caption
     renders: int = 3000
-    unet_steps: int = 1200
-    unet_batch: int = 16  # videos: 64 frames a step, as the image UNet's batch
+    unet_steps: int = 1500
+    unet_batch: int = 8  # videos: 32 frames a step
     unet_lr: float = 1e-3
     drop_caption: float = 0.1
     gamma: float = 5.0
@@ -58,13 +64,15 @@ class VideoDecoderSettings:
 
     @classmethod
     def quick(cls) -> "VideoDecoderSettings":
-        return cls(renders=64, unet_steps=3, eval_items=4, eval_steps=2)
+        return cls(text_steps=10, text_renders=96, renders=64, unet_steps=3, eval_items=4, eval_steps=2)
 
 
 def inflate(unet2d, unet3d) -> list[str]:
     """Copy `unet2d`'s weights into `unet3d` in place and zero the temporal layers' outputs;
-    returns the UNet3D weights that had no 2D counterpart (the temporal layers)."""
-    source = unet2d.state_dict()
+    returns the UNet3D weights that had no 2D counterpart (the temporal layers). The image UNet's
+    caption-in-the-time-embedding path (`add_embedding`) has no place in UNet3DConditionModel
+    and is left behind: the video UNet reads its caption through cross-attention only."""
+    source = {k: v for k, v in unet2d.state_dict().items() if not k.startswith("add_embedding.")}
     target = unet3d.state_dict()
     for name, value in source.items():
         if name not in target:
@@ -110,9 +118,16 @@ def measure_animation(pipe, items: list[tw.ToyItem], steps: int, guidance: float
 def train_video_decoder(image_pipe, settings: VideoDecoderSettings | None = None, progress: bool = True):
     """Inflate and train; returns (the TextToVideoSDPipeline, the measured numbers)."""
     settings = settings or VideoDecoderSettings()
-    text, vae, tok = image_pipe.text_encoder, image_pipe.vae, image_pipe.tokenizer
+    vae, tok = image_pipe.vae, image_pipe.tokenizer
+    text = tiny_clip_text(len(tok), settings.seed + 3)
+    numbers: dict = {"before": conditioning_report(text, tok, "video")}
+    clock = time.perf_counter()
+    history = pretrain_clip_text(text, tok, "video", settings.text_steps, settings.text_lr, settings.text_renders,
+                                 seed=settings.seed, progress=progress)
+    numbers["text_loss"] = (history[0]["loss"], history[-1]["loss"])
+    numbers["after"], numbers["text_seconds"] = conditioning_report(text, tok, "video"), time.perf_counter() - clock
     unet = trained_video_unet()
-    numbers: dict = {"temporal_parameters": sum(unet.state_dict()[n].numel() for n in inflate(image_pipe.unet, unet))}
+    numbers["temporal_parameters"] = sum(unet.state_dict()[n].numel() for n in inflate(image_pipe.unet, unet))
     items = tw.sample_items("video", settings.renders, seed=settings.seed, split="train")
     latents = video_latents(vae, clips(items))
     captions = sorted({it.caption for it in items})
@@ -138,6 +153,8 @@ def train_video_decoder(image_pipe, settings: VideoDecoderSettings | None = None
 def result_lines(n: dict) -> list[str]:
     a = n["animation"]
     return [
+        f"text encoder ({n['text_seconds']:.0f} s): loss {n['text_loss'][0]:.3f} -> {n['text_loss'][1]:.3f}; "
+        + report_line(n["before"], n["after"]),
         f"UNet3D: {n['parameters']:,} parameters, {n['temporal_parameters']:,} of them temporal (inflated from the image UNet)",
         f"UNet3D ({n['unet_seconds']:.0f} s): loss {n['unet_loss'][0]:.3f} -> {n['unet_loss'][1]:.3f}",
         f"animated from held-out captions ({a['seconds_per_video'] * 1000:.0f} ms a {FRAMES}-frame video): "
