@@ -39,7 +39,7 @@ from nextgpt_mini.tiny.decoders import (
 from nextgpt_mini.tiny.pipelines import tiny_decoder_tokenizer
 from nextgpt_mini.tiny.pretrain.clap import caption_targets
 from nextgpt_mini.tiny.pretrain.diffusion import train_denoiser
-from nextgpt_mini.tiny.pretrain.image_decoder import percent
+from nextgpt_mini.tiny.pretrain.image_decoder import percent, train_vae
 from nextgpt_mini.tiny.pretrain.loop import refuse_quick_build_into_package, train_loop
 from nextgpt_mini.tiny.registry import AUDIO_DECODER_WEIGHTS
 from nextgpt_mini.utils import atomic_path, save_safetensors, torch_threads
@@ -136,25 +136,6 @@ def train_vocoder(vocoder, mels: torch.Tensor, waves: torch.Tensor, features: Lo
     return history
 
 
-def train_mel_vae(vae, mels: torch.Tensor, settings: AudioDecoderSettings, progress: bool) -> list[dict]:
-    """Step 2: as the image VAE, on [N, 1, frames, bands] spectrograms."""
-    g = torch.Generator().manual_seed(settings.seed + 2)
-    x_all = mels[:, None]
-
-    def loss_fn():
-        x = x_all[torch.randint(len(x_all), (settings.vae_batch,), generator=g)]
-        posterior = vae.encode(x).latent_dist
-        rec = vae.decode(posterior.sample(generator=g)).sample
-        mse = F.mse_loss(rec, x)
-        return F.l1_loss(rec, x) + mse + 1e-6 * posterior.kl().mean(), {"mse": mse}
-
-    vae.train()
-    history = train_loop(loss_fn, list(vae.named_parameters()), settings.vae_steps, settings.vae_lr, warmup=50,
-                         floor=0.05, desc="mel VAE", progress=progress)
-    vae.eval().requires_grad_(False)
-    return history
-
-
 def _read(waves, items) -> dict[str, float]:
     return reader.accuracy([reader.read_audio(np.asarray(w, dtype=np.float64), SAMPLE_RATE) for w in waves], items)
 
@@ -190,7 +171,7 @@ def train_audio_decoder(settings: AudioDecoderSettings | None = None, progress: 
         test_mels = features(sounds(test))
         numbers["vocoded"] = _read(vocoder(test_mels).numpy(), test)
     clock = time.perf_counter()
-    history = train_mel_vae(vae, mels, settings, progress)
+    history = train_vae(vae, mels[:, None], settings, progress, seed_offset=2, desc="mel VAE")
     numbers["vae_mse"] = (history[0]["mse"], float(np.mean([h["mse"] for h in history[-50:]])))
     numbers["vae_seconds"] = time.perf_counter() - clock
     with torch.no_grad():

@@ -76,9 +76,11 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     return ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
 
 
-def train_vae(vae, images: torch.Tensor, settings: ImageDecoderSettings, progress: bool) -> list[dict]:
-    """Step 2: reconstruction (L1 + MSE) + 1e-6 KL on random batches of the training pictures."""
-    g = torch.Generator().manual_seed(settings.seed + 1)
+def train_vae(vae, images: torch.Tensor, settings, progress: bool, seed_offset: int = 1,
+              desc: str = "image VAE") -> list[dict]:
+    """Step 2: reconstruction (L1 + MSE) + 1e-6 KL on random batches of `images` [N, C, H, W] (also
+    the audio decoder's spectrograms); `settings` gives vae_steps, vae_batch, vae_lr and seed."""
+    g = torch.Generator().manual_seed(settings.seed + seed_offset)
 
     def loss_fn():
         x = images[torch.randint(len(images), (settings.vae_batch,), generator=g)]
@@ -89,7 +91,7 @@ def train_vae(vae, images: torch.Tensor, settings: ImageDecoderSettings, progres
 
     vae.train()
     history = train_loop(loss_fn, list(vae.named_parameters()), settings.vae_steps, settings.vae_lr, warmup=50,
-                         floor=0.05, desc="image VAE", progress=progress)
+                         floor=0.05, desc=desc, progress=progress)
     vae.eval().requires_grad_(False)
     return history
 
