@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-from nextgpt_mini.tiny.dialogues import toy_dialogues
 
 from nextgpt_mini.cli import main
 from nextgpt_mini.config import LLMConfig
@@ -10,6 +9,7 @@ from nextgpt_mini.models.llm import load_llm, tiny_llama_config
 from nextgpt_mini.profiles import load_profile
 from nextgpt_mini.prompts import IGNORE, dialogue_segments, tokenize_segments
 from nextgpt_mini.tiny import world as tw
+from nextgpt_mini.tiny.dialogues import toy_dialogues
 from nextgpt_mini.tiny.pretrain import llm as lp
 from nextgpt_mini.tiny.pretrain import llm_corpus as corpus
 from nextgpt_mini.tiny.tokenizer import load_tiny_tokenizer

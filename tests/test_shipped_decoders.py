@@ -53,3 +53,16 @@ def test_the_same_pipeline_with_untrained_weights_does_not():
                      generator=torch.Generator().manual_seed(0)).images
     accuracy = reader.accuracy(_read_all("image", [(m * 255).round().astype(np.uint8) for m in media]), items)
     assert accuracy["colour"] <= 0.4 and accuracy["position"] <= 0.4, accuracy
+
+
+def test_one_seed_per_row_gives_each_row_what_it_gives_alone(decoders):
+    decoder = decoders["image"]
+    embeds = decoder.targets(["a big red circle on the left.", "a small blue square at the top."])
+    together = decoder.generate(embeds, seed=[3, 8], steps=4, progress=False)
+    alone = [decoder.generate(embeds[k : k + 1], seed=s, steps=4, progress=False)[0] for k, s in enumerate((3, 8))]
+    for a, b in zip(together, alone):
+        assert np.abs(np.asarray(a, dtype=int) - np.asarray(b, dtype=int)).max() <= 2  # batch arithmetic only
+    swapped = decoder.generate(embeds, seed=[8, 3], steps=4, progress=False)
+    assert np.abs(np.asarray(swapped[0], dtype=int) - np.asarray(together[0], dtype=int)).max() > 20
+    with pytest.raises(ValueError, match="3 seeds for 2 rows"):
+        decoder.generate(embeds, seed=[1, 2, 3], steps=1, progress=False)

@@ -178,22 +178,23 @@ def _generation_task(model, samples: list[dict], modality: str, protocol: dict, 
     readings = defaultdict(list)
     bar = tqdm(total=len(samples), desc=f"{modality} generation", disable=not progress, leave=False)
     for start in range(0, len(samples), CHUNK):
-        chunk, made = samples[start : start + CHUNK], []
-        for s in chunk:
-            r = model.generate(s["prompt"], decoders=decoders, seed=s["seed"], require=modality, decode=not toy,
+        chunk, conds = samples[start : start + CHUNK], []
+        for s in chunk:  # the LLM and projector one request at a time; the decoder once per chunk
+            r = model.generate(s["prompt"], decoders=decoders, seed=s["seed"], require=modality, decode=False,
                                max_new_tokens=protocol["max_new_tokens"])
             asked.append(not r.forced and modality not in r.completed)
-            made.append(renderer.decode(r.conditioning[modality], s["seed"])[0] if toy else r.media(modality)[0])
-            if judge:
-                readings[""].append(_read(modality, made[-1], rate))
-                readings[" (oracle decoder)"].append(_read(modality, renderer.decode(r.conditioning[modality], s["seed"])[0],
-                                                           RENDER["sample_rate"]))
+            conds.append(r.conditioning[modality][:1].float())
             bar.update(1)
+        seeds = [s["seed"] for s in chunk]
+        rendered = [renderer.decode(c, s)[0] for c, s in zip(conds, seeds)] if toy or judge else []
+        made = rendered if toy else decoders[modality].generate(torch.cat(conds), seed=seeds, progress=False)
+        if judge:
+            readings[""].extend(_read(modality, m, rate) for m in made)
+            readings[" (oracle decoder)"].extend(_read(modality, m, RENDER["sample_rate"]) for m in rendered)
         if judge and ceiling:  # the decoder fed each caption's own conditioning: what it can draw at best
             decoder = decoders[modality]
-            for s in chunk:
-                own = decoder.generate(decoder.targets([s["caption"]]), seed=s["seed"], progress=False)[0]
-                readings[" (decoder fed the caption)"].append(_read(modality, own, rate))
+            own = decoder.generate(decoder.targets([s["caption"] for s in chunk]), seed=seeds, progress=False)
+            readings[" (decoder fed the caption)"].extend(_read(modality, m, rate) for m in own)
         refs = [_reference(s, modality, rate) for s in chunk]
         if modality == "image":
             feats["real"].append(features.fid_images(refs))

@@ -19,6 +19,7 @@ same pipeline classes at toy size, trained on the toy world and shipped (`tiny/d
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -202,18 +203,26 @@ class Decoder:
         return self._negative
 
     # ------------------------------------------------------------------ denoising side
-    def generate(self, embeds: torch.Tensor, seed: int = 0, steps: int | None = None,
+    def generate(self, embeds: torch.Tensor, seed: int | Sequence[int] = 0, steps: int | None = None,
                  guidance_scale: float | None = None, progress: bool = True, **kwargs) -> list:
         """Media from conditioning `embeds` [N, *target_shape] (a projector's output or `targets`).
 
         Returns PIL images (image), uint8 frame arrays [F, H, W, 3] (video) or float waveforms
-        (audio), one per row. Same seed, same embeddings: same media.
+        (audio), one per row. Same seed, same embeddings: same media. `seed` may be one seed per
+        row: row k then starts from the noise it would get alone with seed[k], so a batch of
+        requests gives what they give one by one, in one denoising loop.
         """
         embeds = torch.as_tensor(embeds)
         if tuple(embeds.shape[1:]) != self.target_shape:
             raise ValueError(f"{self.modality} decoder: embeds of shape {tuple(embeds.shape)}, expected "
                              f"[N, {', '.join(map(str, self.target_shape))}]")
         pipe, cfg, n = self.pipe, self.cfg, embeds.shape[0]
+        if isinstance(seed, int):
+            generator = torch.Generator("cpu").manual_seed(seed)
+        elif len(seed) == n:
+            generator = [torch.Generator("cpu").manual_seed(int(s)) for s in seed]
+        else:
+            raise ValueError(f"{self.modality} decoder: {len(seed)} seeds for {n} rows of embeds (expected one seed, or one per row)")
         pipe.set_progress_bar_config(disable=not progress, leave=False, desc=f"denoising ({self.modality})")
         dtype = pipe.text_encoder.dtype
         common = {
@@ -221,7 +230,7 @@ class Decoder:
             "negative_prompt_embeds": self.negative().expand(n, *self.target_shape).to(pipe.device, dtype),
             "num_inference_steps": steps or cfg.steps,
             "guidance_scale": cfg.guidance_scale if guidance_scale is None else guidance_scale,
-            "generator": torch.Generator("cpu").manual_seed(seed),
+            "generator": generator,
         }
         if self.modality == "image":
             out = pipe(height=cfg.height, width=cfg.width, output_type="pil", **common, **kwargs)
