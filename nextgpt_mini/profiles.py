@@ -148,8 +148,9 @@ def _tiny() -> ProfileConfig:
         train=TrainConfig(
             lr=1e-2, batch_size=16, steps={"1": 300, "2": 1500, "3": 400}, mixed_precision="no", eval_every=50,
             checkpoint_every=100,
-            # stage 2 at 1500 steps, not 500: the projected conditioning must name the right colour
-            # among all 360 captions, not only among a batch's (BUILD_RESULTS.md, History).
+            # stage 2 at 1500 steps, not 500: the projected conditioning must be nearest its own
+            # caption among all the world's, not only among the 48 its report compares (at 500 the
+            # colour was often another's: BUILD_RESULTS.md, History).
             # the output projectors are transformers: a gentler rate, and more (smaller) steps in the
             # same minute than the one-layer input projector needs; stage 3 trains them too and keeps
             # that rate, since stage 1's rate there undoes stage 2's alignment.

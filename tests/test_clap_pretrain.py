@@ -58,7 +58,18 @@ def test_rebuilding_reproduces_the_shipped_weights(tmp_path):
     rebuilt = load_file(str(path))
     assert set(rebuilt) == set(shipped)
     for name, value in shipped.items():
-        torch.testing.assert_close(rebuilt[name], value, rtol=0, atol=1e-3, msg=f"{name}: run `nextgpt-mini build-tiny clap`")
+        # An attention key bias adds q.b to every key's score alike: softmax ignores it, so its
+        # gradient is zero but for rounding, which Adam scales up into CPU-dependent drift (0.01
+        # between two x86 machines). It changes no output; the targets below are compared instead.
+        if not name.endswith("attention.self.key.bias"):
+            torch.testing.assert_close(rebuilt[name], value, rtol=0, atol=1e-3, msg=f"{name}: run `nextgpt-mini build-tiny clap`")
+    tok = tiny_decoder_tokenizer()
+    targets = []
+    for weights in (rebuilt, shipped):
+        model = tiny_clap_text_model(len(tok))
+        model.load_state_dict(weights)
+        targets.append(C.caption_targets(model.eval(), tok, SOUNDS).detach())
+    torch.testing.assert_close(targets[0], targets[1], rtol=0, atol=1e-4, msg="the rebuilt CLAP text encoder's targets differ")
 
 
 def test_training_targets_are_the_ones_the_decoder_computes():

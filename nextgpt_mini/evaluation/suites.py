@@ -180,7 +180,7 @@ def _generation_task(model, samples: list[dict], modality: str, protocol: dict, 
     for start in range(0, len(samples), CHUNK):
         chunk, conds = samples[start : start + CHUNK], []
         for s in chunk:  # the LLM and projector one request at a time; the decoder once per chunk
-            r = model.generate(s["prompt"], decoders=decoders, seed=s["seed"], require=modality, decode=False,
+            r = model.generate(s["prompt"], seed=s["seed"], require=modality, decode=False,
                                max_new_tokens=protocol["max_new_tokens"])
             asked.append(not r.forced and modality not in r.completed)
             conds.append(r.conditioning[modality][:1].float())
