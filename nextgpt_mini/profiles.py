@@ -136,14 +136,13 @@ def _tiny() -> ProfileConfig:
             d_model=64, num_heads=2, num_encoder_layers=1, num_decoder_layers=1,
             dim_feedforward=128, num_queries=1, out_dim=32, linear_path=True,
         ),
-        # the trained tiny decoders (tiny/decoders.py) at the steps and guidance their builds measured;
-        # audio is still the random-weights pipeline (tiny/decoders.py says why): two steps
+        # the trained tiny decoders (tiny/decoders.py) at the steps and guidance their builds measured
         image_decoder=DecoderConfig(name_or_path="tiny", steps=20, guidance_scale=5.0, height=32, width=32),
         video_decoder=DecoderConfig(
             name_or_path="tiny", steps=20, guidance_scale=5.0, height=32, width=32, num_frames=4, fps=4
         ),
         audio_decoder=DecoderConfig(
-            name_or_path="tiny", steps=2, guidance_scale=2.0, height=0, width=0, audio_seconds=1.0
+            name_or_path="tiny", steps=20, guidance_scale=3.0, height=0, width=0, audio_seconds=1.0
         ),
         train=TrainConfig(
             lr=1e-2, batch_size=16, steps={"1": 300, "2": 1500, "3": 400}, mixed_precision="no", eval_every=50,

@@ -11,7 +11,7 @@ from nextgpt_mini.models.decoder_configs import full_size_counts
 from nextgpt_mini.models.decoders import decoder_parameter_counts
 from nextgpt_mini.scaling.memory import GB, plan
 from nextgpt_mini.scaling.params import DIFFERENCES, PAPER_TABLE_1, full_size_table_with_decoders
-from nextgpt_mini.tiny.pipelines import TINY_BUILDERS
+from nextgpt_mini.tiny.decoders import TINY_PIPELINES
 
 
 def test_decoder_configs_give_the_published_parameter_counts():
@@ -47,7 +47,7 @@ def test_params_cli_runs_offline_fast_and_small():
 
 
 def test_a_decoder_folder_is_counted_from_its_saved_configs(tmp_path):
-    pipe = TINY_BUILDERS["audio"]()
+    pipe = TINY_PIPELINES["audio"]()  # the trained one: its vocoder's class lives in this package
     pipe.save_pretrained(tmp_path / "audioldm")
     profile = load_profile("tiny", {"audio_decoder.name_or_path": str(tmp_path / "audioldm")})
     assert decoder_parameter_counts(profile, "audio") == decoder_parameter_counts(load_profile("tiny"), "audio")

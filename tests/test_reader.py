@@ -8,6 +8,7 @@ import pytest
 
 from nextgpt_mini.tiny import reader as rd
 from nextgpt_mini.tiny import world as tw
+from nextgpt_mini.tiny.toy_decoder import unstated_attributes
 
 
 def test_the_reader_reads_every_attribute_of_ground_truth_renders_at_95_percent_or_more():
@@ -56,3 +57,16 @@ def test_read_dispatches_by_modality(modality):
     assert rd.read(modality, media) == item.attributes
     with pytest.raises(ValueError, match="unknown modality"):
         rd.read("smell", media)
+
+
+def test_a_sound_attribute_the_request_leaves_open_is_not_scored():
+    sound = tw.ToyItem("audio", tw.ToyObject("red", "circle", "big"))  # a low steady tone over brown noise
+    assert unstated_attributes("Play the sound of a red circle.", sound) == ["noise"]
+    assert unstated_attributes("Play the sound of a big red circle.", sound) == []
+    assert unstated_attributes(f"Play {sound.caption}.", sound) == []
+    assert unstated_attributes("Play something.", sound) == ["pitch", "sound", "noise"]
+    assert unstated_attributes("Draw it.", tw.ToyItem("image", sound.obj)) == []
+    heard = [{"pitch": "low", "sound": "steady tone", "noise": "white"}] * 2
+    assert rd.accuracy(heard, [sound, sound]) == {"sound": 1.0, "pitch": 1.0, "noise": 0.0}
+    assert rd.accuracy(heard, [sound, sound], [["noise"], []]) == {"sound": 1.0, "pitch": 1.0, "noise": 0.0}
+    assert "noise" not in rd.accuracy(heard, [sound, sound], [["noise"], ["noise"]])

@@ -168,9 +168,7 @@ def _generation_task(model, samples: list[dict], modality: str, protocol: dict, 
                      ceiling: bool = False) -> dict:
     from tqdm.auto import tqdm
 
-    # the nearest caption rendered (the projector judged alone): everywhere, or where the protocol's
-    # decoder is not trained yet ("render": the tiny audio decoder)
-    toy = protocol["decode"] == "toy-world" or modality in protocol.get("render", ())
+    toy = protocol["decode"] == "toy-world"  # the nearest caption rendered: the projector judged alone
     judge = modality in protocol.get("reader", ())  # the toy world's attribute reader on what was made
     renderer = ToyDecoder(decoders[modality], model.profile.train.distance) if toy or judge else None
     rate = RENDER["sample_rate"] if toy else _sample_rate(decoders, protocol)
@@ -219,8 +217,10 @@ def _generation_task(model, samples: list[dict], modality: str, protocol: dict, 
     else:
         out.update({"FD": fd, "CLAP score": metrics.clip_score(torch.cat(feats["score"]), texts)})
     items = [all_items(modality)[s["caption"]] for s in samples] if judge else []
+    unstated = [s.get("unstated", []) for s in samples]  # attributes a request left open are not scored
     for column, read in readings.items():
-        out.update({f"{attribute} %{column}": 100 * v for attribute, v in reader.accuracy(read, items).items()})
+        scored = reader.accuracy(read, items, [[] if "fed the caption" in column else u for u in unstated])
+        out.update({f"{attribute} %{column}": 100 * v for attribute, v in scored.items()})
     return out
 
 

@@ -84,10 +84,21 @@ BUILDABLE = ("UNet2DConditionModel", "UNet3DConditionModel", "AutoencoderKL", "C
              "ClapTextModelWithProjection", "SpeechT5HifiGan", "StableDiffusionSafetyChecker")
 
 
-def build_empty(class_name: str, config: dict):
-    """One model of a pipeline on the meta device (no weights allocated)."""
+def build_empty(class_name: str, config: dict, library: str | None = None):
+    """One model of a pipeline on the meta device (no weights allocated). A class outside
+    BUILDABLE is looked up in `library` (the module a saved pipeline's model_index.json names,
+    as diffusers does when it loads the folder) if it is a transformers model; otherwise None."""
     from accelerate import init_empty_weights
 
+    if class_name not in BUILDABLE:
+        import importlib
+
+        cls = getattr(importlib.import_module(library), class_name, None) if library else None
+        config_class = getattr(cls, "config_class", None)
+        if config_class is None:
+            return None
+        with init_empty_weights():
+            return cls(config_class(**config))
     with init_empty_weights():
         if class_name in ("UNet2DConditionModel", "UNet3DConditionModel", "AutoencoderKL"):
             import diffusers

@@ -31,7 +31,7 @@ from nextgpt_mini.config import DecoderConfig, ProfileConfig
 from nextgpt_mini.constants import MODALITIES
 from nextgpt_mini.files import save_audio, save_image, save_video
 from nextgpt_mini.losses import min_snr_weight
-from nextgpt_mini.models.decoder_configs import BUILDABLE, FULL_SIZE_DECODERS, build_empty, full_size_counts
+from nextgpt_mini.models.decoder_configs import FULL_SIZE_DECODERS, build_empty, full_size_counts
 from nextgpt_mini.profiles import load_profile
 
 PIPELINE_CLASS = {"image": "StableDiffusionPipeline", "video": "TextToVideoSDPipeline", "audio": "AudioLDMPipeline"}
@@ -336,8 +336,11 @@ def decoder_parameter_counts(profile, modality: str) -> dict[str, int]:
 
     counts = {}
     for name, spec in json.loads(index.read_text()).items():
-        if name.startswith("_") or not isinstance(spec, list) or spec[1] not in BUILDABLE:
+        config_file = folder / name / "config.json"
+        if name.startswith("_") or not isinstance(spec, list) or not config_file.is_file():
             continue  # schedulers, tokenizers and the like hold no parameters
-        config = json.loads((folder / name / "config.json").read_text())
-        counts[name] = sum(p.numel() for p in build_empty(spec[1], {k: v for k, v in config.items() if not k.startswith("_")}).parameters())
+        config = json.loads(config_file.read_text())
+        model = build_empty(spec[1], {k: v for k, v in config.items() if not k.startswith("_")}, library=spec[0])
+        if model is not None:
+            counts[name] = sum(p.numel() for p in model.parameters())
     return counts

@@ -20,13 +20,13 @@ from nextgpt_mini.models.decoders import diffusers_classes
 from nextgpt_mini.tiny.pipelines import (
     TINY_UNET,
     TINY_WIDTH,
-    tiny_audio_pipeline,
     tiny_clap_text_model,
     tiny_clap_weights,
     tiny_clip_text,
     tiny_decoder_tokenizer,
 )
 from nextgpt_mini.tiny.registry import AUDIO_DECODER_WEIGHTS, IMAGE_DECODER_WEIGHTS, VIDEO_DECODER_WEIGHTS
+from nextgpt_mini.tiny.vocoder import SineBankHifiGan, sine_bank
 from nextgpt_mini.utils import ASSETS
 
 # The three UNet levels (16 x 16, 8 x 8, 4 x 4 latents), cross-attention at the lower two: at 4 x 4
@@ -112,14 +112,17 @@ def trained_audio_unet(seed: int = 5):
 
 
 def trained_vocoder(seed: int = 6):
-    """SpeechT5HifiGan at toy size: 64 bands in, upsampled 5 x 4 x 2 x 2 x 2 = 160 (AudioLDM's hop)."""
-    from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
+    """SpeechT5HifiGan at toy size with a sine bank (`tiny/vocoder.py`): 64 bands in, upsampled
+    8 x 5 x 4 = 160 (AudioLDM's hop), 16 channels at the sample rate (five 2x-or-more stages left
+    4, and 1,500 steps with them read chirps no better than chance); sines an eighth of a tone apart
+    over every pitch the world's tones and chirps reach (155-1,318 Hz)."""
+    from transformers import SpeechT5HifiGanConfig
 
     torch.manual_seed(seed)
-    return SpeechT5HifiGan(SpeechT5HifiGanConfig(
-        model_in_dim=MEL_BANDS, sampling_rate=SAMPLE_RATE, upsample_initial_channel=128, upsample_rates=[5, 4, 2, 2, 2],
-        upsample_kernel_sizes=[10, 8, 4, 4, 4], resblock_kernel_sizes=[3, 7], resblock_dilation_sizes=[[1, 3], [1, 3]],
-        normalize_before=False))
+    return SineBankHifiGan(SpeechT5HifiGanConfig(
+        model_in_dim=MEL_BANDS, sampling_rate=SAMPLE_RATE, upsample_initial_channel=128, upsample_rates=[8, 5, 4],
+        upsample_kernel_sizes=[16, 15, 8], resblock_kernel_sizes=[3, 7], resblock_dilation_sizes=[[1, 3], [1, 3]],
+        normalize_before=False, sine_bank_hz=sine_bank(130.0, 1500.0)))
 
 
 def trained_audio_components(vocab_size: int):
@@ -223,8 +226,6 @@ def decoder_state(pipe, parts: tuple[str, ...] = ("text_encoder", "vae", "unet")
     return {f"{name}.{k}": v.contiguous() for name in parts for k, v in getattr(pipe, name).state_dict().items()}
 
 
-# What the tiny profile's decoders load. Audio: the random-weights AudioLDM until the trained one's
-# vocoder makes tones (BUILD_RESULTS.md, History); its CLAP text encoder, which gives stage 2 its
-# targets, is the shipped pretrained one either way.
+# What the tiny profile's decoders load.
 TINY_PIPELINES = {"image": load_trained_image_pipeline, "video": load_trained_video_pipeline,
-                  "audio": tiny_audio_pipeline}
+                  "audio": load_trained_audio_pipeline}

@@ -184,10 +184,18 @@ def read(modality: str, media) -> dict[str, str | None]:
     raise ValueError(f"unknown modality {modality!r}: expected image, video or audio")
 
 
-def accuracy(readings: list[dict], items: list[tw.ToyItem]) -> dict[str, float]:
-    """Per attribute: the share of `readings` that name the item's own value."""
+def accuracy(readings: list[dict], items: list[tw.ToyItem], unstated: list[list[str]] | None = None) -> dict[str, float]:
+    """Per attribute: the share of `readings` that name the item's own value, over the items
+    whose request stated it (`unstated[k]`: the attributes item k's request left open; an
+    attribute no request stated is left out)."""
     names = list(items[0].attributes) if items else []
-    return {a: float(np.mean([r.get(a) == it.attributes[a] for r, it in zip(readings, items)])) for a in names}
+    unstated = unstated or [[] for _ in items]
+    out = {}
+    for a in names:
+        hits = [r.get(a) == it.attributes[a] for r, it, skip in zip(readings, items, unstated) if a not in skip]
+        if hits:
+            out[a] = float(np.mean(hits))
+    return out
 
 
 def validate(n: int = 300, seed: int = 1) -> dict[str, dict[str, float]]:

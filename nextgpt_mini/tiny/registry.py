@@ -26,11 +26,11 @@ LLM_FOLDER = "tiny_llm"
 CLAP_TEXT_WEIGHTS = "tiny_clap_text.safetensors"
 IMAGE_DECODER_WEIGHTS = "tiny_image_decoder.safetensors"  # the trained tiny Stable Diffusion
 VIDEO_DECODER_WEIGHTS = "tiny_video_decoder.safetensors"  # the tiny Zeroscope (built after the image decoder)
-AUDIO_DECODER_WEIGHTS = "tiny_audio_decoder.safetensors"  # the tiny AudioLDM (after clap); not shipped yet: its vocoder makes no tones
+AUDIO_DECODER_WEIGHTS = "tiny_audio_decoder.safetensors"  # the tiny AudioLDM (after clap)
 DECODER_WEIGHTS = {"image": IMAGE_DECODER_WEIGHTS, "video": VIDEO_DECODER_WEIGHTS, "audio": AUDIO_DECODER_WEIGHTS}
 SYSTEM_FOLDER = "tiny_system"
 SHIPPED = (TOKENIZER_FOLDER, ENCODER_WEIGHTS, LLM_FOLDER, CLAP_TEXT_WEIGHTS, IMAGE_DECODER_WEIGHTS,
-           VIDEO_DECODER_WEIGHTS, SYSTEM_FOLDER)
+           VIDEO_DECODER_WEIGHTS, AUDIO_DECODER_WEIGHTS, SYSTEM_FOLDER)
 
 # The builder name each weights file records in its metadata: the module that built the shipped
 # file. Part of the file's bytes, so renaming it changes the manifest and the system's

@@ -79,18 +79,36 @@ class ToyDecoder:
         return render(self.bank[caption], seed), caption
 
 
+# A sound's attributes and the object words each follows from (world.py).
+SOUND_SOURCES = {"pitch": tw.PITCH_WORD, "sound": tw.SOUND_OF_SHAPE, "noise": tw.NOISE_OF_SIZE}
+
+
+def unstated_attributes(request: str, item: tw.ToyItem) -> list[str]:
+    """The attributes of a requested sound that `request` does not determine: it names neither
+    the value ("brown noise") nor an object word that gives it ("big"). "Play the sound of a red
+    circle." leaves the noise open: any noise answers it, so none is scored."""
+    if item.modality != "audio":
+        return []
+    words = set(request.lower().rstrip(".?!").split())
+    value = item.attributes
+    return [a for a, source in SOUND_SOURCES.items()
+            if not set(value[a].split()) <= words and not any(source.get(w) == value[a] for w in words)]
+
+
 def toy_samples(task: str, n: int, seed: int) -> list[dict]:
     """Held-out requests of one task, from the MosIT toy dialogues (test split: half of their
     objects are colour+shape pairs no trained stage saw). Generation tasks give
-    {prompt, caption, reference}; media->text tasks give {prompt, media, references}."""
+    {prompt, caption, reference, seed, unstated}; media->text tasks give {prompt, media, references}."""
     dialogues = toy_dialogues(n, seed=seed, split="test", tasks=(task,))
     out = []
     for k, d in enumerate(dialogues):
         user, reply = d["turns"][0], d["turns"][1]
         if "output" in reply:
             modality, caption = reply["output"]["modality"], reply["output"]["caption"]
+            item = all_items(modality)[caption]
             out.append({"prompt": user["text"], "caption": caption, "modality": modality,
-                        "reference": render(all_items(modality)[caption], seed + k), "seed": seed + k})
+                        "reference": render(item, seed + k), "seed": seed + k,
+                        "unstated": unstated_attributes(user["text"], item)})
         else:
             item = user["media"][0]["item"]
             out.append({"prompt": user["text"], "media": user["media"][0], "references": [item.caption],

@@ -4,9 +4,9 @@ AudioLDM draws a mel spectrogram as Stable Diffusion draws a picture, then a voc
 spectrogram into a waveform. Its parts, trained here in the order AudioLDM's were made, each
 frozen before the next:
 
-1. the **vocoder** (SpeechT5HifiGan at toy size), on the training sounds' own spectrograms:
-   HiFi-GAN's mel loss plus a multi-resolution STFT loss (Parallel WaveGAN's), without the
-   adversarial losses (the numbers say whether tones, chirps and coloured noise survive that);
+1. the **vocoder** (SpeechT5HifiGan at toy size with a bank of sines, `tiny/vocoder.py`), on
+   the training sounds' own spectrograms: HiFi-GAN's mel loss plus a multi-resolution STFT loss
+   (Parallel WaveGAN's), without the adversarial losses;
 2. the **VAE** (AutoencoderKL with one input channel), on the spectrograms: 100 frames x 64
    bands <-> 8 x 25 x 16 latents;
 3. the **UNet**, conditioned as AudioLDM's is, on the caption's CLAP vector as a class label (the
