@@ -1,6 +1,6 @@
 """Chapter 05: exercise checks for notebooks/05_diffusion_decoders.ipynb.
 
-The checks: a tiny video's shape, the WAV's duration, one guided DDIM step.
+The checks: a tiny video's shape, the WAV's duration, a guided sampling loop written by hand.
 Each `ex05_k(answer)` prints "ok", "not done yet" or what is still wrong (see `course.check`);
 the solutions notebook runs the same checks and must print "ok".
 """
@@ -33,15 +33,19 @@ def ex05_2(seconds) -> None:
     check("05.2", seconds, test)
 
 
+STEPS_05_3, GUIDANCE_05_3 = 4, 5.0
+
+
 def ex05_3(latents, decoders) -> None:
-    """Latents after one guided DDIM step, compared with the pipeline's own."""
+    """Latents after a 4-step guided DDIM loop written by hand, compared with the pipeline's own."""
 
     def test(value):
         image = decoders["image"]
         cfg = image.cfg
         image.pipe.set_progress_bar_config(disable=True)
         out = image.pipe(prompt_embeds=image.targets(["a big red circle on the left"]),
-                         negative_prompt_embeds=image.negative()[None], num_inference_steps=1, guidance_scale=7.5,
+                         negative_prompt_embeds=image.negative()[None], num_inference_steps=STEPS_05_3,
+                         guidance_scale=GUIDANCE_05_3,
                          height=cfg.height, width=cfg.width, generator=torch.Generator().manual_seed(0),
                          output_type="latent")
         expected = out.images
