@@ -65,14 +65,15 @@ class SineBankHifiGan(SpeechT5HifiGan):
         residual = torch.tanh(self.conv_post(F.leaky_relu(hidden)))[:, 0]
         samples = residual.shape[-1]
         gains = F.interpolate(gains, size=samples, mode="linear", align_corners=False)
-        wave = residual + (gains * self.sines(samples).to(gains.dtype)).sum(1)
+        wave = residual + (gains * self.sines(samples, gains.dtype)).sum(1)
         return wave if batched else wave[0]
 
-    def sines(self, samples: int) -> torch.Tensor:
+    def sines(self, samples: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The bank [sines, samples], phases computed in float64 so long sounds stay in tune. (From the
         config each call, not a buffer: `from_pretrained` builds models on the meta device and
         would leave a non-persistent buffer uninitialised.)"""
         device = self.conv_post.weight.device
-        hz = torch.tensor(self.config.sine_bank_hz, dtype=torch.float64, device=device)
-        t = torch.arange(samples, dtype=torch.float64, device=device) / self.config.sampling_rate
-        return torch.sin(2 * math.pi * ((hz[:, None] * t) % 1.0))
+        where = torch.device("cpu") if device.type == "mps" else device  # MPS has no float64
+        hz = torch.tensor(self.config.sine_bank_hz, dtype=torch.float64, device=where)
+        t = torch.arange(samples, dtype=torch.float64, device=where) / self.config.sampling_rate
+        return torch.sin(2 * math.pi * ((hz[:, None] * t) % 1.0)).to(dtype).to(device)
