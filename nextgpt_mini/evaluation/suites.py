@@ -161,6 +161,7 @@ def read_reference(path: Path, modality: str, sample_rate: int):
 # --------------------------------------------------------------------------------------------
 # Running one task
 # --------------------------------------------------------------------------------------------
+CEILING = " (decoder fed the caption)"  # the reader's column for the decoder's ceiling
 CHUNK = 32  # media held in memory at once: features are computed per chunk (30,000 COCO images would not fit)
 
 
@@ -192,7 +193,7 @@ def _generation_task(model, samples: list[dict], modality: str, protocol: dict, 
         if judge and ceiling:  # the decoder fed each caption's own conditioning: what it can draw at best
             decoder = decoders[modality]
             own = decoder.generate(decoder.targets([s["caption"] for s in chunk]), seed=seeds, progress=False)
-            readings[" (decoder fed the caption)"].extend(_read(modality, m, rate) for m in own)
+            readings[CEILING].extend(_read(modality, m, rate) for m in own)
         refs = [_reference(s, modality, rate) for s in chunk]
         if modality == "image":
             feats["real"].append(features.fid_images(refs))
@@ -219,7 +220,7 @@ def _generation_task(model, samples: list[dict], modality: str, protocol: dict, 
     items = [all_items(modality)[s["caption"]] for s in samples] if judge else []
     unstated = [s.get("unstated", []) for s in samples]  # attributes a request left open are not scored
     for column, read in readings.items():
-        scored = reader.accuracy(read, items, [[] if "fed the caption" in column else u for u in unstated])
+        scored = reader.accuracy(read, items, [[] if column == CEILING else u for u in unstated])  # the caption states all
         out.update({f"{attribute} %{column}": 100 * v for attribute, v in scored.items()})
     return out
 

@@ -52,21 +52,14 @@ class SineBankHifiGan(SpeechT5HifiGan):
 
     def forward(self, spectrogram: torch.Tensor) -> torch.Tensor:
         """[batch, frames, bands] -> [batch, frames x hop] (unbatched [frames, bands] -> [samples])."""
-        batched = spectrogram.dim() == 3
-        frames = (spectrogram if batched else spectrogram[None]).transpose(2, 1)
+        residual = super().forward(spectrogram)  # the HiFi-GAN itself
+        frames = (spectrogram if spectrogram.dim() == 3 else spectrogram[None]).transpose(2, 1)
         if self.config.normalize_before:
             frames = (frames - self.mean[:, None]) / self.scale[:, None]
-        gains = F.softplus(self.sine_gain(frames))
-        hidden = self.conv_pre(frames)
-        for i in range(self.num_upsamples):
-            hidden = self.upsampler[i](F.leaky_relu(hidden, self.config.leaky_relu_slope))
-            blocks = self.resblocks[i * self.num_kernels : (i + 1) * self.num_kernels]
-            hidden = sum(block(hidden) for block in blocks) / self.num_kernels
-        residual = torch.tanh(self.conv_post(F.leaky_relu(hidden)))[:, 0]
         samples = residual.shape[-1]
-        gains = F.interpolate(gains, size=samples, mode="linear", align_corners=False)
-        wave = residual + (gains * self.sines(samples, gains.dtype)).sum(1)
-        return wave if batched else wave[0]
+        gains = F.interpolate(F.softplus(self.sine_gain(frames)), size=samples, mode="linear", align_corners=False)
+        tone = (gains * self.sines(samples, gains.dtype)).sum(1)
+        return residual + (tone if spectrogram.dim() == 3 else tone[0])
 
     def sines(self, samples: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The bank [sines, samples], phases computed in float64 so long sounds stay in tune. (From the
