@@ -96,11 +96,12 @@ def _kill_twice_and_resume(tmp_path: Path, common: list[str], first: int, second
 
 
 def test_stage_1_killed_twice_resumes_to_the_uninterrupted_weights(tmp_path):
-    # the acceptance command: the tiny profile's defaults (300 steps, a checkpoint every 100), with
-    # held-out evaluations every 100 steps instead of 50 (they are half the time), so that each
-    # lands on a checkpoint step: evaluate, then save, then resume must still give the same bits
-    common = ["--stage", "1", "--profile", "tiny", "--set", "train.eval_every=100", "--cache-dir", str(tmp_path / "cache"),
-              "--no-progress"]
+    # the acceptance command: the tiny profile's defaults (a checkpoint every 100 steps) for 300
+    # steps, with held-out evaluations every 100 steps (they are half the time), so that each lands
+    # on a checkpoint step: evaluate, then save, then resume must still give the same bits
+    no_eval = json.dumps({"1": {"eval_every": 100}})
+    common = ["--stage", "1", "--profile", "tiny", "--steps", "300", "--set", f"train.stage_overrides={no_eval}",
+              "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
     _kill_twice_and_resume(tmp_path, common, first=100, second=200)
 
 

@@ -7,10 +7,17 @@ import pytest
 
 from nextgpt_mini.models.decoders import Decoders
 from nextgpt_mini.models.nextgpt import NextGPT
+from nextgpt_mini.tiny import understanding
 from nextgpt_mini.tiny.data import heldout_dialogues, reading_report
 from nextgpt_mini.tiny.registry import system_base_hashes
 from nextgpt_mini.training.stage3 import behaviour_report, respond, respond_many
 from nextgpt_mini.utils import ASSETS, torch_threads
+
+# floors a few points under what the shipped build measured (BUILD_RESULTS.md, system: per
+# attribute image 92%, video 89%, audio 100%; requests 98% in both phrasing families; follow-ups 77%+)
+READING_FLOOR = {"image": 0.85, "video": 0.83, "audio": 0.95}  # per attribute, held-out items
+REQUEST_FLOOR = {"train": 0.9, "held-out": 0.9}  # right signal tokens in first replies
+FOLLOW_UP_FLOOR = 0.7
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +66,31 @@ def test_batched_replies_are_the_one_by_one_replies(system):
     # two pairs of these share a token length (32 and 27 tokens): those pairs are answered in one batch
     with torch_threads(1):
         assert respond_many(model, prompts, batch_size=4) == [respond(model, t, m) for t, m in prompts]
+
+
+@pytest.fixture(scope="module")
+def understood(system):
+    model, *_ = system
+    with torch_threads(1):
+        decoders = Decoders(model.profile)
+        return {"reading": understanding.media_to_text(model, decoders),
+                "requests": {ph: understanding.request_modalities(model, decoders, phrasing=ph) for ph in ("train", "held-out")},
+                "follow_ups": understanding.follow_ups(model, decoders)}
+
+
+def test_shipped_system_names_the_attributes_of_held_out_media(understood):
+    # issue 17's goal is 90% per attribute and 70% whole answers in every modality
+    for m, floor in READING_FLOOR.items():
+        rates = understood["reading"][m]["all"]
+        per_attribute = sum(v for k, v in rates.items() if k not in ("all", "n")) / (len(rates) - 2)
+        assert per_attribute >= floor, (m, rates)
+
+
+def test_shipped_system_answers_requests_with_the_asked_modality(understood):
+    for phrasing, floor in REQUEST_FLOOR.items():
+        rates = understood["requests"][phrasing]
+        assert sum(rates.values()) / len(rates) >= floor, (phrasing, rates)
+
+
+def test_shipped_system_answers_follow_up_questions_about_the_item(understood):
+    assert min(understood["follow_ups"].values()) >= FOLLOW_UP_FLOOR, understood["follow_ups"]

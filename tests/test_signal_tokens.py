@@ -1,10 +1,12 @@
 """Runs of signal tokens: the one scanner (`find_runs`) that training and generation share."""
 
+import json
+from pathlib import Path
+
 import pytest
 
 from nextgpt_mini.models.signal_tokens import complete_runs, find_runs, is_complete
 from nextgpt_mini.prompts import dialogue_segments, tokenize_segments
-from nextgpt_mini.tiny.dialogues import toy_dialogues
 from tests._tiny_llm import random_tiny_llm
 
 SIG = {"image": [10, 11, 12, 13], "video": [30, 31, 32], "audio": [20, 21]}
@@ -59,7 +61,9 @@ def test_prompt_signal_spans_are_those_of_the_old_scanner(llm):
     # pinned: the spans `prompts._signal_spans` gave before the scanners were merged
     _, tok, st = llm
     assert st.ids["image"] == [487, 488, 489, 490] and st.ids["audio"] == [499, 500, 501, 502]
-    spans = [_spans(d["turns"], tok, st) for d in toy_dialogues(6, tasks=("T->I,A", "T->V", "I->T", "T->A"))]
+    # the toy dialogues the old scanner read (written before the phrasing families changed their words)
+    dialogues = json.loads((Path(__file__).parent / "signal_span_dialogues.json").read_text())
+    spans = [_spans(turns, tok, st) for turns in dialogues]
     assert spans == [[("image", 42, 46), ("audio", 88, 92)], [("video", 47, 55)], [], [("audio", 42, 46)],
                      [("image", 42, 46), ("audio", 88, 92)], [("video", 46, 54)]]
     # signal tokens the user typed are not spans (not an answer); an answer cut at max_length leaves a short span

@@ -14,7 +14,7 @@ def test_stage_1_lowers_heldout_loss_and_names_attributes_above_chance(tmp_path)
     with torch_threads(1):
         profile = load_profile("tiny", {"train.eval_every": 1000})
         model = NextGPT.from_profile(profile)
-        train, test = stage1_data(model, seed=profile.seed)  # what `train --stage 1` uses: 400 / 48 per modality
+        train, test = stage1_data(model, seed=profile.seed)  # what `train --stage 1` uses: 1,200 / 48 per modality
         source = CaptionBatches(train, model.tokenizer, model.signal, profile.llm.template, 16, profile.llm.max_length)
         result = Trainer(model, "1", source, profile.train, out_dir=tmp_path, steps=300, eval_fn=make_eval_fn(test),
                          progress=False).train()

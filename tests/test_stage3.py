@@ -6,7 +6,7 @@ from nextgpt_mini import load_profile
 from nextgpt_mini.models.decoders import Decoders
 from nextgpt_mini.models.nextgpt import NextGPT
 from nextgpt_mini.tiny.data import stage3_data
-from nextgpt_mini.tiny.dialogues import toy_dialogues
+from nextgpt_mini.tiny.dialogues import TASKS, toy_dialogues
 from nextgpt_mini.tiny.render import encoder_input
 from nextgpt_mini.training.stage3 import BlendedBatches, behaviour_report, make_eval_fn, prepare_dialogues, signal_runs
 from nextgpt_mini.training.trainer import Trainer
@@ -16,7 +16,7 @@ from nextgpt_mini.utils import torch_threads
 @pytest.fixture(scope="module")
 def small_set():
     model = NextGPT.from_profile("tiny")
-    dialogues = toy_dialogues(44, seed=5)  # 4 of each of the 11 tasks
+    dialogues = toy_dialogues(4 * len(TASKS), seed=5)  # 4 of each task
     dialogues += toy_dialogues(11, seed=6, tasks=("T->V",))  # one task larger than the rest
     with torch_threads(1):
         data = prepare_dialogues(model, Decoders("tiny"), dialogues, render=encoder_input)
@@ -27,7 +27,7 @@ def test_each_batch_is_one_task_taken_round_robin_and_small_tasks_repeat(small_s
     model, data = small_set
     source = BlendedBatches(model, data, batch_size=4, seed=0)
     tasks = [source.indices(step)[0] for step in range(2 * len(source.order))]
-    assert tasks == source.order * 2 and len(source.order) == 11
+    assert tasks == source.order * 2 and sorted(source.order) == sorted(TASKS)
     for step in range(len(source.order)):
         task, idx = source.indices(step)
         assert {data.dialogues[i]["task"] for i in idx} == {task}
@@ -86,7 +86,8 @@ def test_stage_3_teaches_when_to_ask_for_media(trained):
     first, last = result.first_eval, result.last_eval
     assert last["heldout_nll"] < 0.2 * first["heldout_nll"]
     assert last["signal_accuracy"] >= 0.9, last
-    assert first["signal_accuracy"] < 0.5  # before: it never asks for media
+    # before: it never asks for media (half the tasks want none, so it is half right overall)
+    assert all(first[f"signal_accuracy[{t}]"] < 0.2 for t in ("T->I", "T->V", "T->A", "I->A", "V->A", "I->V")), first
 
 
 def test_stage_3_checkpoint_reloads(trained):

@@ -17,7 +17,9 @@ import time
 from pathlib import Path
 
 from nextgpt_mini.cache import sha256_file
+from nextgpt_mini.models.decoders import Decoders
 from nextgpt_mini.profiles import load_profile
+from nextgpt_mini.tiny import understanding
 from nextgpt_mini.tiny.demo import train_stages
 from nextgpt_mini.tiny.pretrain.audio_decoder import build_tiny_audio_decoder
 from nextgpt_mini.tiny.pretrain.clap import build_tiny_clap_text
@@ -49,12 +51,13 @@ def build_system(out: Path, quick: bool = False) -> tuple[list[Path], list[str]]
     # demo's checkpoint is this one, bit for bit (two threads change the last digits)
     with tempfile.TemporaryDirectory() as work, torch_threads(1):
         model, numbers = train_stages(load_profile("tiny"), Path(work), quick)
+        measured = understanding.lines(model, Decoders(model.profile)) if not quick else []
     model.save_pretrained(out)
     config_path = out / "config.json"
     config = json.loads(config_path.read_text())
     config["trained_on"] = system_base_hashes()
     atomic_write_text(config_path, json.dumps(config, indent=2) + "\n")
-    return [config_path, out / "trained.safetensors"], summary_lines(numbers)
+    return [config_path, out / "trained.safetensors"], summary_lines(numbers) + measured
 
 
 # what -> (builder(out, quick) -> (files, result lines), where in the package it writes)

@@ -40,7 +40,7 @@ def toy_pairs(modality: str, n: int, split: str, encoder, cfg, seed: int = 0, ca
     return PairSet(modality, embeddings, [it.caption for it in items], items)
 
 
-def stage1_data(model, data_dir: str | None = None, n_train: int = 400, n_test: int = 48, cache_dir: str | None = None,
+def stage1_data(model, data_dir: str | None = None, n_train: int = 1200, n_test: int = 48, cache_dir: str | None = None,
                 seed: int = 0):
     """Train and held-out PairSets: the toy world by default, or NExT-GPT pair files in `data_dir`."""
     if data_dir:
@@ -105,24 +105,25 @@ def run_stage2(model, decoders=None, out_dir: str | None = None, steps: int | No
 # --------------------------------------------------------------------------------------------
 # Stage 3: toy dialogues of every task
 # --------------------------------------------------------------------------------------------
-def stage3_data(model, decoders, n_train: int = 660, n_test: int = 66, seed: int = 0, cache_dir: str | None = None):
+def stage3_data(model, decoders, n_train: int = 1400, n_test: int = 70, seed: int = 0, cache_dir: str | None = None):
     """Toy-world dialogues of every task (train and held-out splits), prepared."""
     train = toy_dialogues(n_train, seed=seed, split="train")
     return (stage3.prepare_dialogues(model, decoders, train, cache_dir, render=tr.encoder_input),
             heldout_dialogues(model, decoders, n_test, seed, cache_dir))
 
 
-def heldout_dialogues(model, decoders, n: int = 66, seed: int = 0, cache_dir: str | None = None,
-                      tasks: tuple[str, ...] = TASKS):
-    """The held-out (test split) half of `stage3_data`, prepared: for evaluating a trained system."""
-    dialogues = toy_dialogues(n, seed=seed + 1, split="test", tasks=tasks)
+def heldout_dialogues(model, decoders, n: int = 70, seed: int = 0, cache_dir: str | None = None,
+                      tasks: tuple[str, ...] = TASKS, phrasing: str = "train"):
+    """The held-out (test split) half of `stage3_data`, prepared: for evaluating a trained system
+    (`phrasing="held-out"`: worded in the phrasing families no training text uses)."""
+    dialogues = toy_dialogues(n, seed=seed + 1, split="test", tasks=tasks, phrasing=phrasing)
     return stage3.prepare_dialogues(model, decoders, dialogues, cache_dir, render=tr.encoder_input)
 
 
 def reading_report(model, decoders, n: int = 90, seed: int = 0) -> dict[str, float]:
     """Media -> text on `n` held-out I->T / V->T / A->T questions (half of their objects are
     held-out colour+shape pairs): attributes named right next to chance, per attribute and whole
-    answers. The 66 dialogues of `stage3_data` hold only 18 such questions, too few to tell 1 % from 5 %."""
+    answers. The 70 dialogues of `stage3_data` hold only 15 such questions, too few to tell 1 % from 5 %."""
     return stage3.behaviour_report(model, heldout_dialogues(model, decoders, n, seed, tasks=stage3.MEDIA_TO_TEXT))
 
 

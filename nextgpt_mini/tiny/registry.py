@@ -47,6 +47,10 @@ SYSTEM_TEXT_ENCODERS = (IMAGE_DECODER_WEIGHTS, VIDEO_DECODER_WEIGHTS)
 MANIFEST = "MANIFEST.json"
 BUILD_RESULTS = "BUILD_RESULTS.md"
 RECORDS = (MANIFEST, BUILD_RESULTS)  # files in the assets folder that describe assets, not assets
+# files in the assets folder that a build reads, not assets: the tokenizer's training text, frozen
+# as it was when the shipped tokenizer was built (tiny/tokenizer.py)
+TOKENIZER_CORPUS = "tiny_tokenizer_corpus.txt.gz"
+BUILD_INPUTS = (TOKENIZER_CORPUS,)
 HISTORY = "## History"
 
 

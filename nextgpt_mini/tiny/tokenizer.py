@@ -11,33 +11,38 @@ Special tokens: `<pad>` = 0 (ImageBind pads text with 0), `<s>` = 1, `</s>` = 2.
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-from nextgpt_mini.constants import MODALITIES
-from nextgpt_mini.tiny import world as tw
-from nextgpt_mini.tiny.dialogues import dialogue_text, toy_dialogues
-from nextgpt_mini.tiny.registry import TOKENIZER_FOLDER, ref
-from nextgpt_mini.utils import asset_path, atomic_write_text
+from nextgpt_mini.tiny.registry import TOKENIZER_CORPUS, TOKENIZER_FOLDER, ref
+from nextgpt_mini.utils import ASSETS, asset_path, atomic_write_text
 
 PAD, BOS, EOS = "<pad>", "<s>", "</s>"
 SPECIAL_TOKENS = [PAD, BOS, EOS]
 TINY_TOKENIZER = ref(TOKENIZER_FOLDER)
 
 
-def toy_corpus(n_items: int = 3000, n_dialogues: int = 3000, seed: int = 0) -> list[str]:
-    """Every kind of sentence the toy world writes: captions of each modality, and dialogues."""
-    lines = []
-    for modality in MODALITIES:
-        lines += [item.caption for item in tw.sample_items(modality, n_items, seed=seed, split="any")]
-    lines += [dialogue_text(d) for d in toy_dialogues(n_dialogues, seed=seed, split="any")]
-    return lines
+# The text the shipped tokenizer was trained on: the toy world's captions and its dialogues as the
+# dialogue writer worded them when the tokenizer was built (before tiny/phrasings.py). Kept as a
+# file because the tokenizer is the base of every other asset: retraining it on today's wording
+# would change every token id, and with them the encoder, the LLM and every decoder built on it.
+# New words ("paint", "animate") are split into pieces, as a pretrained tokenizer splits rare words.
+
+def toy_corpus() -> list[str]:
+    """Every kind of sentence the toy world wrote when the tokenizer was trained: 3,000 captions of
+    each modality and 3,000 dialogues, one per line."""
+    path = ASSETS / TOKENIZER_CORPUS
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the tokenizer's training text is missing from the package; reinstall it")
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return f.read().splitlines()
 
 
-def train_tiny_tokenizer(vocab_size: int = 512, seed: int = 0):
-    """Train the byte-level BPE; returns a `tokenizers.Tokenizer`. Deterministic for a seed."""
+def train_tiny_tokenizer(vocab_size: int = 512):
+    """Train the byte-level BPE on `toy_corpus()`; returns a `tokenizers.Tokenizer`. Deterministic."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -47,7 +52,7 @@ def train_tiny_tokenizer(vocab_size: int = 512, seed: int = 0):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(toy_corpus(seed=seed), trainer=trainer)
+    tok.train_from_iterator(toy_corpus(), trainer=trainer)
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     return tok
 

@@ -14,7 +14,10 @@ The corpus is what the later stages will show the model, minus the media:
   general education, the tiny LLM also reads dialogues whose media slot
   `<Img> . </Img>` holds one vector: the mean of the embeddings of the item's caption tokens,
   plus noise (a "bag of words" in one position). It learns to read one vector as words, the
-  skill big LLMs bring from scale. Stage 1 still has to learn the hard part: turning ImageBind
+  skill big LLMs bring from scale. Each slot is also *uncertain* (`slot_vector`): every attribute
+  word gives a random share of its weight to the other values of its attribute, because what a
+  projector makes of a perception is blurred exactly there; an LLM that read only exact bags read
+  stage 1's tokens no better than 65% (assets/BUILD_RESULTS.md, History). Stage 1 still has to learn the hard part: turning ImageBind
   embeddings into vectors the LLM reads this way. `<Img>` and `</Img>` are therefore ordinary
   (pretrained, frozen) tokens of the tiny LLM's vocabulary.
 
@@ -156,9 +159,45 @@ def pack(docs: list[list[int]], block_size: int, pad_id: int, slots: list[list] 
     return (ids, labels, row_slots) if slots is not None else (ids, labels)
 
 
+def attribute_alternatives(tokenizer) -> dict[int, list[int]]:
+    """For the first token of each attribute value's word ("red", "circle", "top"), the first
+    tokens of the other values of the same attribute: what an uncertain reading confuses it with."""
+    alternatives: dict[int, list[int]] = {}
+    for values in tw.ATTRIBUTE_VALUES.values():
+        firsts = {tokenizer(" " + v, add_special_tokens=False)["input_ids"][0] for v in values}
+        for t in firsts:  # "left" and "right" name a position and a direction: both sets
+            alternatives[t] = sorted(set(alternatives.get(t, [])) | (firsts - {t}))
+    return alternatives
+
+
+def slot_vector(table: torch.Tensor, bag: list[int], noise: float = 0.0, mix: float = 0.0,
+                alternatives: dict[int, list[int]] | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One slot: the mean embedding of the caption's tokens ("a bag of words in one position").
+
+    With `mix`, the vector is an *uncertain* reading, as a perception projected into the LLM is:
+    each attribute word's embedding gives up a random share (up to `mix`, below one half, so the
+    true word keeps the largest weight) to a random mixture of the other values of its attribute.
+    With `noise`, Gaussian noise of that size relative to the vector's norm is added.
+    """
+    rows = []
+    share = float(torch.rand((), generator=generator)) * mix if mix else 0.0
+    for t in bag:
+        e = table[t]
+        alts = (alternatives or {}).get(t)
+        if share and alts:
+            w = -torch.rand(len(alts), generator=generator).log()  # a uniform (Dirichlet(1)) split
+            e = (1 - share) * e + share * (w / w.sum()) @ table[torch.tensor(alts)]
+        rows.append(e)
+    v = torch.stack(rows).mean(0)
+    if noise:
+        v = v + noise * v.detach().norm() / v.numel() ** 0.5 * torch.randn(v.shape, generator=generator)
+    return v
+
+
 def embed_rows(model, ids: torch.Tensor, row_slots: list[list] | None, noise: float = 0.0,
-               generator: torch.Generator | None = None) -> torch.Tensor:
-    """Input embeddings of packed rows, each slot filled with the mean embedding of its bag."""
+               generator: torch.Generator | None = None, mix: float = 0.0,
+               alternatives: dict[int, list[int]] | None = None) -> torch.Tensor:
+    """Input embeddings of packed rows, each slot filled with `slot_vector` of its bag."""
     table = model.get_input_embeddings()
     x = table(ids.clamp(min=0))
     if not row_slots or not any(row_slots):
@@ -166,10 +205,7 @@ def embed_rows(model, ids: torch.Tensor, row_slots: list[list] | None, noise: fl
     where, vectors = [], []
     for r, slots in enumerate(row_slots):
         for pos, bag in slots:
-            v = table.weight[torch.tensor(bag)].mean(0)
-            if noise:
-                v = v + noise * v.detach().norm() / v.numel() ** 0.5 * torch.randn(v.shape, generator=generator)
             where.append((r, pos))
-            vectors.append(v)
+            vectors.append(slot_vector(table.weight, bag, noise, mix, alternatives, generator))
     index = torch.tensor(where)
     return x.index_put((index[:, 0], index[:, 1]), torch.stack(vectors))

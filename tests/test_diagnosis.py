@@ -1,0 +1,41 @@
+"""Where media -> text loses information (tiny/diagnosis.py), on the shipped encoder and LLM with
+an untrained projector: the information is in the embedding and in the soft token; the frozen
+LLM reads its best soft token; only the projector's training is missing."""
+
+import pytest
+
+from nextgpt_mini.models.nextgpt import NextGPT
+from nextgpt_mini.tiny import diagnosis
+from nextgpt_mini.tiny.data import stage1_data
+from nextgpt_mini.utils import torch_threads
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    with torch_threads(1):
+        model = NextGPT.from_profile("tiny", with_encoder=True)
+        train, test = stage1_data(model, n_train=300, n_test=24, cache_dir=str(tmp_path_factory.mktemp("cache")))
+        return diagnosis.diagnose(model, train, test)
+
+
+def test_every_step_is_measured_for_every_attribute(report):
+    assert set(report) == {"image", "video", "audio"}
+    for steps in report.values():
+        assert tuple(steps) == diagnosis.STEPS
+        assert len({tuple(rates) for rates in steps.values()}) == 1  # the same attributes at every step
+    assert len(diagnosis.report_lines(report)) == 3 * (1 + len(diagnosis.STEPS))
+
+
+def test_the_embedding_and_even_a_random_soft_token_carry_the_attributes(report):
+    for m, steps in report.items():
+        assert min(steps["embedding probe"].values()) >= 0.75, (m, steps["embedding probe"])
+        # a linear map of full rank loses nothing a linear probe can find
+        for a, r in steps["embedding probe"].items():
+            assert abs(steps["soft-token probe"][a] - r) <= 0.1, (m, a)
+
+
+def test_the_frozen_llm_reads_its_best_soft_token_and_not_an_untrained_one(report):
+    for m, steps in report.items():
+        bag, greedy = steps["bag-of-words reading"], steps["greedy"]
+        assert min(bag.values()) >= 0.9, (m, bag)
+        assert sum(greedy.values()) / len(greedy) < 0.6, (m, greedy)
