@@ -18,8 +18,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from nextgpt_mini.prompts import collate
+from nextgpt_mini.prompts import collate, embed_with_media
 from nextgpt_mini.tiny import world as tw
+from nextgpt_mini.tiny.pretrain.llm_corpus import slot_vector
 from nextgpt_mini.training import stage1
 
 STEPS = ("embedding probe", "soft-token probe", "LLM-state probe", "bag-of-words reading", "teacher-forced", "greedy")
@@ -46,14 +47,16 @@ def _prompts(model, modality: str, captions: list[str | None]) -> dict:
     return collate(examples, model.tokenizer.pad_token_id)
 
 
+def _with_soft(model, batch: dict, soft: torch.Tensor) -> torch.Tensor:
+    """The batch's input embeddings with one soft token [N, hidden] in each prompt's media slot."""
+    return embed_with_media(model.llm.get_input_embeddings(), batch["input_ids"], list(soft[:, None]))
+
+
 @torch.no_grad()
 def answer_states(model, modality: str, soft: torch.Tensor) -> torch.Tensor:
     """The LLM's last hidden state at the prompt's last position (where the answer begins) [N, hidden]."""
     batch = _prompts(model, modality, [None] * len(soft))
-    embeds = model.llm.get_input_embeddings()(batch["input_ids"].clamp(min=0))
-    slot = batch["input_ids"] < 0
-    embeds[slot] = soft.to(embeds)
-    out = model.llm(inputs_embeds=embeds, attention_mask=batch["attention_mask"], output_hidden_states=True)
+    out = model.llm(inputs_embeds=_with_soft(model, batch, soft), attention_mask=batch["attention_mask"], output_hidden_states=True)
     return out.hidden_states[-1][:, -1].float()
 
 
@@ -66,9 +69,7 @@ def teacher_forced(model, modality: str, soft: torch.Tensor, items: list) -> dic
     """{attribute: share of items whose right value is the likeliest of its attribute's values at
     its place in the true caption}."""
     batch = _prompts(model, modality, [it.caption for it in items])
-    embeds = model.llm.get_input_embeddings()(batch["input_ids"].clamp(min=0))
-    embeds[batch["input_ids"] < 0] = soft.to(embeds)
-    logits = model.llm(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).logits.float()
+    logits = model.llm(inputs_embeds=_with_soft(model, batch, soft), attention_mask=batch["attention_mask"]).logits.float()
     out = {}
     for attribute in items[0].attributes:
         tokens = _value_tokens(model.tokenizer, attribute)
@@ -92,7 +93,7 @@ def _scored(texts: list[str], items: list) -> dict[str, float]:
 def bag_tokens(model, captions: list[str]) -> torch.Tensor:
     """The mean input embedding of each caption's tokens [N, hidden]: the soft token the LLM reads best."""
     table = model.llm.get_input_embeddings().weight
-    return torch.stack([table[torch.tensor(model.tokenizer(c, add_special_tokens=False)["input_ids"])].mean(0) for c in captions])
+    return torch.stack([slot_vector(table, model.tokenizer(c, add_special_tokens=False)["input_ids"]) for c in captions])
 
 
 @torch.no_grad()
