@@ -39,3 +39,21 @@ def test_the_frozen_llm_reads_its_best_soft_token_and_not_an_untrained_one(repor
         bag, greedy = steps["bag-of-words reading"], steps["greedy"]
         assert min(bag.values()) >= 0.9, (m, bag)
         assert sum(greedy.values()) / len(greedy) < 0.6, (m, greedy)
+
+
+def test_by_pair_splits_every_item_once_by_its_colour_shape_pair():
+    import torch
+
+    from nextgpt_mini.data.pairs import PairSet
+    from nextgpt_mini.tiny import world as tw
+
+    items = tw.sample_items("image", 10, seed=4, split="test")  # the test split alternates held-out and seen pairs
+    sets = {"image": PairSet("image", torch.arange(10.0)[:, None], [it.caption for it in items], items)}
+    parts = diagnosis.by_pair(sets)
+    assert list(parts) == ["image, seen pairs", "image, held-out pairs"]
+    assert [it.obj.held_out for it in parts["image, held-out pairs"].items] == [True] * 5
+    assert not any(it.obj.held_out for it in parts["image, seen pairs"].items)
+    # embeddings and captions stay with their items
+    assert sorted(parts["image, seen pairs"].embeddings[:, 0].tolist() + parts["image, held-out pairs"].embeddings[:, 0].tolist()) == list(range(10))
+    for part in parts.values():
+        assert [items[int(e)].caption for e in part.embeddings[:, 0]] == part.captions

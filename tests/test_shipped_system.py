@@ -14,10 +14,14 @@ from nextgpt_mini.training.stage3 import behaviour_report, respond, respond_many
 from nextgpt_mini.utils import ASSETS, torch_threads
 
 # floors a few points under what the shipped build measured (BUILD_RESULTS.md, system: per
-# attribute image 92%, video 89%, audio 100%; requests 98% in both phrasing families; follow-ups 77%+)
-READING_FLOOR = {"image": 0.85, "video": 0.83, "audio": 0.95}  # per attribute, held-out items
+# attribute image 93%, video 92%, audio 99%; requests 100% in both phrasing families; follow-ups 80%+)
+READING_FLOOR = {"image": 0.88, "video": 0.87, "audio": 0.95}  # per attribute, held-out items
 REQUEST_FLOOR = {"train": 0.9, "held-out": 0.9}  # right signal tokens in first replies
 FOLLOW_UP_FLOOR = 0.7
+# per attribute from files the renderer never made (JPEG, MP4 at 5-25 fps, WAV at 22.05 / 44.1 kHz);
+# 8 kHz sound is left out: it lacks the band above 4 kHz that the encoder trained on, and it is
+# read worse on every attribute (BUILD_RESULTS.md, system): a failure mode the chapters name
+FILE_FLOOR = 0.85
 
 
 @pytest.fixture(scope="module")
@@ -75,15 +79,22 @@ def understood(system):
         decoders = Decoders(model.profile)
         return {"reading": understanding.media_to_text(model, decoders),
                 "requests": {ph: understanding.request_modalities(model, decoders, phrasing=ph) for ph in ("train", "held-out")},
-                "follow_ups": understanding.follow_ups(model, decoders)}
+                "follow_ups": understanding.follow_ups(model, decoders),
+                "files": understanding.media_from_files(model, decoders),
+                "conditioning": {ph: understanding.request_conditioning(model, decoders, phrasing=ph) for ph in ("train", "held-out")}}
 
 
 def test_shipped_system_names_the_attributes_of_held_out_media(understood):
     # issue 17's goal is 90% per attribute and 70% whole answers in every modality
     for m, floor in READING_FLOOR.items():
         rates = understood["reading"][m]["all"]
-        per_attribute = sum(v for k, v in rates.items() if k not in ("all", "n")) / (len(rates) - 2)
-        assert per_attribute >= floor, (m, rates)
+        assert understanding.per_attribute(rates) >= floor, (m, rates)
+
+
+def test_shipped_system_reads_media_files_it_was_never_shown(understood):
+    rates = {(m, v): understanding.per_attribute(r) for m, vs in understood["files"].items() for v, r in vs.items()}
+    assert len(rates) == 9
+    assert all(r >= FILE_FLOOR for (m, v), r in rates.items() if v != "WAV 8 kHz"), rates
 
 
 def test_shipped_system_answers_requests_with_the_asked_modality(understood):
@@ -94,3 +105,11 @@ def test_shipped_system_answers_requests_with_the_asked_modality(understood):
 
 def test_shipped_system_answers_follow_up_questions_about_the_item(understood):
     assert min(understood["follow_ups"].values()) >= FOLLOW_UP_FLOOR, understood["follow_ups"]
+
+
+def test_requests_in_new_phrasings_are_conditioned_as_well_as_trained_ones(understood):
+    """Issue 17: the conditioning of requests worded in the held-out phrasing families names the
+    asked attributes as well as for the training families (within 5 points over the three tasks)."""
+    mean = {ph: {t: understanding.per_attribute(r) for t, r in tables.items()} for ph, tables in understood["conditioning"].items()}
+    assert sum(mean["held-out"].values()) / 3 >= sum(mean["train"].values()) / 3 - 0.05, mean
+    assert all(mean["held-out"][t] >= mean["train"][t] - 0.1 for t in mean["train"]), mean

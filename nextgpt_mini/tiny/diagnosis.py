@@ -11,6 +11,9 @@ For held-out toy items of each modality, every step from the embedding to the gr
 * `teacher_forced`: with the true caption as the prefix, is each attribute's value the most
   likely of its attribute's values? Greedy answers (`greedy`) can be worse: an early wrong word
   changes what follows.
+
+`by_pair` splits held-out items into seen and held-out colour+shape pairs, so that each row of the
+report says where a pair the encoder and stages never saw together loses its shape.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from nextgpt_mini.data.pairs import PairSet
 from nextgpt_mini.prompts import collate, embed_with_media
 from nextgpt_mini.tiny import world as tw
 from nextgpt_mini.tiny.pretrain.llm_corpus import slot_vector
@@ -96,18 +100,33 @@ def bag_tokens(model, captions: list[str]) -> torch.Tensor:
     return torch.stack([slot_vector(table, model.tokenizer(c, add_special_tokens=False)["input_ids"]) for c in captions])
 
 
+def by_pair(test: dict[str, PairSet]) -> dict[str, PairSet]:
+    """{"<modality>, seen pairs" / "<modality>, held-out pairs": PairSet}: each toy PairSet split by
+    whether its items' colour+shape pair is one of the world's held-out pairs."""
+    out = {}
+    for m, data in test.items():
+        for name, held in (("seen", False), ("held-out", True)):
+            keep = [k for k, it in enumerate(data.items) if it.obj.held_out == held]
+            if keep:
+                out[f"{m}, {name} pairs"] = PairSet(data.modality, data.embeddings[keep], [data.captions[k] for k in keep],
+                                                    [data.items[k] for k in keep])
+    return out
+
+
 @torch.no_grad()
 def diagnose(model, train: dict, test: dict) -> dict[str, dict[str, dict[str, float]]]:
-    """{modality: {step (STEPS): {attribute: accuracy}}} on `test`'s PairSets, probes fitted on `train`'s."""
+    """{name: {step (STEPS): {attribute: accuracy}}} for each of `test`'s PairSets (named by
+    modality, or as `by_pair` names them), probes fitted on `train`'s PairSet of its modality."""
     report = {}
-    for m, data in test.items():
+    for name, data in test.items():
+        m = data.modality
         fit, items = train[m], data.items
         soft_fit, soft = model.input_projector(fit.embeddings), model.input_projector(data.embeddings)
         bags = bag_tokens(model, data.captions)
         greedy = stage1.greedy_captions(model, m, data.embeddings)
         with _soft_tokens(model, bags):
             bag_said = stage1.greedy_captions(model, m, torch.arange(len(bags)).float()[:, None])
-        report[m] = {
+        report[name] = {
             STEPS[0]: probe(fit.embeddings, fit.items, data.embeddings, items),
             STEPS[1]: probe(soft_fit, fit.items, soft, items),
             STEPS[2]: probe(answer_states(model, m, soft_fit), fit.items, answer_states(model, m, soft), items),

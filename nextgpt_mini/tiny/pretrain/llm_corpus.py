@@ -175,16 +175,18 @@ def slot_vector(table: torch.Tensor, bag: list[int], noise: float = 0.0, mix: fl
     """One slot: the mean embedding of the caption's tokens ("a bag of words in one position").
 
     With `mix`, the vector is an *uncertain* reading, as a perception projected into the LLM is:
-    each attribute word's embedding gives up a random share (up to `mix`, below one half, so the
-    true word keeps the largest weight) to a random mixture of the other values of its attribute.
+    each attribute word's embedding gives up a random share of its own (up to `mix`, below one
+    half, so the true word keeps the largest weight) to a random mixture of the other values of its
+    attribute.
     With `noise`, Gaussian noise of that size relative to the vector's norm is added.
     """
     rows = []
-    share = float(torch.rand((), generator=generator)) * mix if mix else 0.0
     for t in bag:
         e = table[t]
         alts = (alternatives or {}).get(t)
-        if share and alts:
+        # a share per word: a projected perception can be sure of the colour and unsure of the shape
+        share = float(torch.rand((), generator=generator)) * mix if mix and alts else 0.0
+        if share:
             w = -torch.rand(len(alts), generator=generator).log()  # a uniform (Dirichlet(1)) split
             e = (1 - share) * e + share * (w / w.sum()) @ table[torch.tensor(alts)]
         rows.append(e)
