@@ -1,13 +1,22 @@
 """The phrasing families: held-out ones never reach training text; follow-ups answer what they ask;
 uncertain reading slots keep the true word on top."""
 
+from collections import defaultdict
+
 import pytest
 import torch
 
 from nextgpt_mini.constants import MODALITIES
 from nextgpt_mini.tiny import world as tw
 from nextgpt_mini.tiny.dialogues import follow_up, toy_dialogues
-from nextgpt_mini.tiny.phrasings import VERBS, question_forms, request_forms
+from nextgpt_mini.tiny.phrasings import (
+    CONVERSIONS,
+    PLAIN_CONVERSIONS,
+    VERBS,
+    conversion_forms,
+    question_forms,
+    request_forms,
+)
 from nextgpt_mini.tiny.pretrain import llm_corpus as corpus
 from nextgpt_mini.tiny.pretrain.llm import tiny_llm_tokenizer
 from nextgpt_mini.tiny.tokenizer import load_tiny_tokenizer
@@ -33,6 +42,42 @@ def test_held_out_families_never_appear_in_training_dialogues():
                 seen_verbs |= {v for v in VERBS[m] if f"{v} " in turn["text"].lower()}
     # every verb of the held-out requests is read in training, in other frames
     assert seen_verbs == {v for m in MODALITIES for v in VERBS[m]}
+
+
+def _motions() -> list[str]:
+    return [f"{d} {s}" for d in tw.DIRECTION_VECTOR for s in tw.SPEED_WORD.values()]
+
+
+def test_held_out_conversion_requests_never_appear_in_training_dialogues():
+    held = {f.format(d=m) for t in CONVERSIONS for f in conversion_forms(t, "held-out") for m in _motions()}
+    trained = {f.format(d=m) for t in CONVERSIONS for f in conversion_forms(t, "train") for m in _motions()}
+    assert held and not held & trained
+    seen = defaultdict(set)
+    for d in toy_dialogues(700, seed=0, split="train", tasks=tuple(CONVERSIONS), varied_conversions=True):
+        text = d["turns"][0]["text"]
+        assert text not in held, text
+        assert text in trained, text
+        seen[d["task"]].add(text)
+    # training asks each conversion in many wordings, not one template
+    assert all(len(v) >= 20 for v in seen.values()), {t: len(v) for t, v in seen.items()}
+    for d in toy_dialogues(30, seed=3, split="test", phrasing="held-out", tasks=tuple(CONVERSIONS)):
+        assert d["turns"][0]["text"] in held, d["turns"][0]["text"]
+
+
+def test_varied_conversions_change_only_the_conversion_requests():
+    plain = toy_dialogues(60, seed=5, split="train")
+    varied = toy_dialogues(60, seed=5, split="train", varied_conversions=True)
+    changed = [p["task"] for p, v in zip(plain, varied) if p != v]
+    assert changed and set(changed) <= set(CONVERSIONS)
+    for p, v in zip(plain, varied):
+        if p["task"] in CONVERSIONS:
+            assert p["turns"][0]["text"] in {f.format(d=m) for f in PLAIN_CONVERSIONS[p["task"]] for m in _motions()}
+            assert p["turns"][1:] == v["turns"][1:]  # the same items and answers
+
+
+def test_unknown_conversion_is_refused_by_name():
+    with pytest.raises(ValueError, match="'A->I'.*I->A, V->A, I->V"):
+        conversion_forms("A->I")
 
 
 def test_held_out_phrasing_dialogues_use_only_held_out_frames():

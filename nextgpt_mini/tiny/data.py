@@ -107,7 +107,7 @@ def run_stage2(model, decoders=None, out_dir: str | None = None, steps: int | No
 # --------------------------------------------------------------------------------------------
 def stage3_data(model, decoders, n_train: int = 1400, n_test: int = 70, seed: int = 0, cache_dir: str | None = None):
     """Toy-world dialogues of every task (train and held-out splits), prepared."""
-    train = toy_dialogues(n_train, seed=seed, split="train")
+    train = toy_dialogues(n_train, seed=seed, split="train", varied_conversions=True)
     return (stage3.prepare_dialogues(model, decoders, train, cache_dir, render=tr.encoder_input),
             heldout_dialogues(model, decoders, n_test, seed, cache_dir))
 
@@ -116,7 +116,7 @@ def heldout_dialogues(model, decoders, n: int = 70, seed: int = 0, cache_dir: st
                       tasks: tuple[str, ...] = TASKS, phrasing: str = "train"):
     """The held-out (test split) half of `stage3_data`, prepared: for evaluating a trained system
     (`phrasing="held-out"`: worded in the phrasing families no training text uses)."""
-    dialogues = toy_dialogues(n, seed=seed + 1, split="test", tasks=tasks, phrasing=phrasing)
+    dialogues = toy_dialogues(n, seed=seed + 1, split="test", tasks=tasks, phrasing=phrasing, varied_conversions=True)
     return stage3.prepare_dialogues(model, decoders, dialogues, cache_dir, render=tr.encoder_input)
 
 

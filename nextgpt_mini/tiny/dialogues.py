@@ -14,7 +14,7 @@ import numpy as np
 from nextgpt_mini.constants import MODALITIES
 from nextgpt_mini.data.mosit import describe_answer
 from nextgpt_mini.tiny import world as tw
-from nextgpt_mini.tiny.phrasings import question_forms, request_forms
+from nextgpt_mini.tiny.phrasings import PLAIN_CONVERSIONS, conversion_forms, question_forms, request_forms
 from nextgpt_mini.training.stage2 import ANSWERS
 
 TASKS = ("T->T", "T->I", "T->V", "T->A", "I->T", "V->T", "A->T", "I->A", "V->A", "I->V", "T->I,A",
@@ -64,8 +64,18 @@ def follow_up(item: tw.ToyItem, attribute: str) -> tuple[str, str]:
     return question, answer.format(v=value, w=tw.where_phrase(value) if attribute == "position" else value, yes=yes)
 
 
+def _conversion_request(task: str, phrasing: str, varied: bool, seed: int) -> str:
+    """The request of a conversion task (I->A, V->A, I->V): one of its forms in the phrasing
+    family, or in training without `varied` its one plain wording. Drawn from a generator of its
+    own, so that the dialogue stream's draws, and every other dialogue with them, stay as they are."""
+    if phrasing == "train" and not varied:
+        return PLAIN_CONVERSIONS[task][0]
+    forms = conversion_forms(task, phrasing)
+    return forms[int(np.random.default_rng(seed).integers(len(forms)))]
+
+
 def _dialogue(task: str, rng: np.random.Generator, split: str, seed: int, phrasing: str = "train",
-              index: int = 0) -> list[dict]:
+              index: int = 0, varied: bool = False) -> list[dict]:
     # the test split alternates held-out colour+shape pairs (even dialogues) and seen ones (odd), as
     # `sample_items` does within one call; one item per call would always be a held-out pair
     pick = index % 2 if split == "test" else 0
@@ -102,19 +112,20 @@ def _dialogue(task: str, rng: np.random.Generator, split: str, seed: int, phrasi
         return turns
     if task == "I->A":
         return [
-            {"role": "user", "text": "What sound would this make?", "media": [_media(image)]},
+            {"role": "user", "text": _conversion_request(task, phrasing, varied, seed), "media": [_media(image)]},
             {"role": "assistant", "text": f"It would make {sound.caption}.", "output": _out(sound)},
         ]
     if task == "V->A":
         track = tw.soundtrack_of(video)
         return [
-            {"role": "user", "text": "Play the sound of this video.", "media": [_media(video)]},
+            {"role": "user", "text": _conversion_request(task, phrasing, varied, seed), "media": [_media(video)]},
             {"role": "assistant", "text": f"Here is {track.caption}.", "output": _out(track)},
         ]
     if task == "I->V":
         moving = tw.ToyItem("video", o, direction=video.direction, speed=video.speed, seed=video.seed)
+        motion = f"{moving.direction} {tw.SPEED_WORD[moving.speed]}"
         return [
-            {"role": "user", "text": f"Make this move {moving.direction} {tw.SPEED_WORD[moving.speed]}.", "media": [_media(image)]},
+            {"role": "user", "text": _conversion_request(task, phrasing, varied, seed).format(d=motion), "media": [_media(image)]},
             {"role": "assistant", "text": f"Here is a video of {moving.caption}.", "output": _out(moving)},
         ]
     if task == "T->I,A":
@@ -129,16 +140,21 @@ def _dialogue(task: str, rng: np.random.Generator, split: str, seed: int, phrasi
 
 
 def toy_dialogues(n: int, seed: int = 0, split: str = "train", tasks: tuple[str, ...] = TASKS,
-                  phrasing: str = "train") -> list[dict]:
+                  phrasing: str = "train", varied_conversions: bool = False) -> list[dict]:
     """`n` dialogues cycling through `tasks`, each built from freshly sampled toy items, their
-    requests and questions worded in the `phrasing` families ("train" or "held-out")."""
+    requests and questions worded in the `phrasing` families ("train" or "held-out").
+
+    Conversion requests (I->A, V->A, I->V) in the training family are one plain wording each
+    ("What sound would this make?") unless `varied_conversions`: stage 3's instruction data
+    (tiny/data.py) words them in the whole family; the tiny LLM's pretraining text keeps the plain
+    ones, as it was built (BUILD_RESULTS.md, History: an LLM rebuilt on the varied ones read media worse)."""
     rng = np.random.default_rng(tw.split_seed(seed, f"{split}:mosit:{phrasing}"))
     out = []
     for i in range(n):
         task = tasks[i % len(tasks)]
         sub_seed = int(rng.integers(2**31))
         out.append({"id": f"toy-{split}-{seed}-{i:05d}", "task": task, "phrasing": phrasing,
-                    "turns": _dialogue(task, rng, split, sub_seed, phrasing, i // len(tasks))})
+                    "turns": _dialogue(task, rng, split, sub_seed, phrasing, i // len(tasks), varied_conversions)})
     return out
 
 

@@ -6,7 +6,9 @@ LLM reads in pretraining and what stage 3 trains on) use only the training frame
 frames ("Could you {v} {c}, please?") never appear in training text, so a request in one of them
 is worded in a way the model never saw, though made of pieces it has read. Questions about a shown item use the same frames, split
 the same way, and so do the text-only questions (tiny/dialogues.py): in training every frame
-comes with every modality, so only the words inside it can tell the model what is wanted. `toy_dialogues(..., phrasing="held-out")` writes
+comes with every modality, so only the words inside it can tell the model what is wanted. Requests
+that turn a shown item into another modality ("Let me hear what this would sound like.") use the
+question frames too (`conversion_forms`). `toy_dialogues(..., phrasing="held-out")` writes
 dialogues in the held-out families, for measuring (tiny/dialogues.py).
 """
 
@@ -42,6 +44,19 @@ QUESTION_FRAMES = {
               "Would you {v}?", "{V} for me."),
     "held-out": ("Could you {v}, please?", "Would you please {v}?", "Can you {v} for me?"),
 }
+# Requests that turn a shown item into another modality: the question frames around verbs that
+# name the output (`{d}` is the motion asked for, "left quickly"), plus the one plain wording of each
+# in training. "Sound like" with an item attached asks for a sound; without one (the text-only
+# questions of tiny/dialogues.py) it asks for words, so the attachment decides, as it does for a person.
+CONVERSIONS = {
+    "I->A": ("play the sound this would make", "let me hear what this would sound like", "make the sound of this picture",
+             "give me the sound of this image"),
+    "V->A": ("play the sound of this video", "let me hear this clip", "make the sound of this animation",
+             "give me the sound this video makes"),
+    "I->V": ("make this move {d}", "animate this moving {d}", "make a video of this moving {d}", "show me a clip of this moving {d}"),
+}
+PLAIN_CONVERSIONS = {"I->A": ("What sound would this make?",), "V->A": ("Play the sound of this video.",),
+                     "I->V": ("Make this move {d}.",)}
 PHRASINGS = tuple(REQUEST_FRAMES)
 
 
@@ -62,6 +77,16 @@ def question_forms(modality: str, phrasing: str = "train") -> list[str]:
     _check(phrasing)
     forms = [_framed(frame, verb) for frame in QUESTION_FRAMES[phrasing] for verb in SUBJECTS[modality]]
     return forms + list(PLAIN_QUESTIONS[modality]) if phrasing == "train" else forms
+
+
+def conversion_forms(task: str, phrasing: str = "train") -> list[str]:
+    """The requests of a conversion task ("I->A", "V->A", "I->V") in a family; I->V's have `{d}`
+    for the motion."""
+    _check(phrasing)
+    if task not in CONVERSIONS:
+        raise ValueError(f"unknown conversion {task!r}: expected one of {', '.join(CONVERSIONS)}")
+    forms = [_framed(frame, verb) for frame in QUESTION_FRAMES[phrasing] for verb in CONVERSIONS[task]]
+    return sorted(set(forms + list(PLAIN_CONVERSIONS[task]))) if phrasing == "train" else forms
 
 
 def _framed(frame: str, verb: str) -> str:

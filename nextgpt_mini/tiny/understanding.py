@@ -39,7 +39,7 @@ from nextgpt_mini.training.stage3 import media_key, prepare_dialogues, respond_m
 
 DESCRIBE = {"image": "I->T", "video": "V->T", "audio": "A->T"}
 FOLLOW_UP = {"image": "I->T,T", "video": "V->T,T", "audio": "A->T,T"}
-REQUESTS = ("T->I", "T->V", "T->A", "T->I,A")
+REQUESTS = ("T->I", "T->V", "T->A", "T->I,A", "I->A", "V->A", "I->V")
 
 
 def _held_out_pair(item: tw.ToyItem) -> bool:
@@ -74,10 +74,11 @@ def _rates(hits: list[dict[str, bool]]) -> dict:
     return rates
 
 
-def request_modalities(model, decoders, n: int = 48, seed: int = 0, phrasing: str = "train") -> dict[str, float]:
+def request_modalities(model, decoders, n: int = 70, seed: int = 0, phrasing: str = "train") -> dict[str, float]:
     """{task: share of first replies with exactly the asked modality's complete signal tokens}."""
     data = heldout_dialogues(model, decoders, n, seed, tasks=REQUESTS, phrasing=phrasing)
-    prompts = [([d["turns"][0]], None) for d in data.dialogues]
+    prompts = [([d["turns"][0]], [data.media[media_key(m)] for m in d["turns"][0].get("media", [])] or None)
+               for d in data.dialogues]
     right: dict[str, list[bool]] = defaultdict(list)
     for d, ids in zip(data.dialogues, respond_many(model, prompts)):
         wanted = d["turns"][1]["output"]["modality"]
