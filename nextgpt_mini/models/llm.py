@@ -96,6 +96,11 @@ def load_llm(cfg: LLMConfig, dtype: torch.dtype | None = None, device: str | tor
         kwargs.update(quantization_kwargs(cfg.load_in_bits))
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
+    except OSError as e:
+        raise FileNotFoundError(_missing_weights_message(cfg.name_or_path, e)) from None
+    except (ValueError, ImportError, RuntimeError, TypeError) as e:
+        raise ValueError(_tokenizer_message(cfg.name_or_path, e)) from None
+    try:
         with _quiet_loading(cfg.name_or_path.startswith("package:")):
             model = LlamaForCausalLM.from_pretrained(path, **kwargs)
     except OSError as e:
@@ -108,6 +113,16 @@ def load_llm(cfg: LLMConfig, dtype: torch.dtype | None = None, device: str | tor
     if device is not None and not cfg.load_in_bits:
         model.to(device)
     return model, tokenizer
+
+
+def _tokenizer_message(ref: str, error: Exception) -> str:
+    # transformers 5 converts a tokenizer.model-only repository (Vicuna's) with sentencepiece and
+    # protobuf; when that fails it falls back to tiktoken and reports *that*, which misleads.
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return (f"{ref}: its tokenizer could not be loaded ({type(error).__name__}: {reason}). A repository that ships "
+            "only tokenizer.model (SentencePiece, as Vicuna's) is converted with the sentencepiece and protobuf "
+            "packages (dependencies of nextgpt-mini: `pip install sentencepiece protobuf`); if they are installed, "
+            "its tokenizer files are damaged or not a tokenizer: fetch them again.")
 
 
 def _missing_weights_message(ref: str, error: Exception) -> str:
