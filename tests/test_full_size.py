@@ -73,3 +73,17 @@ def test_memory_cli_rejects_an_ambiguous_request(capsys):
 
     assert main(["memory", "--profile", "colab"]) == 2
     assert "exactly one of --stage" in capsys.readouterr().err
+
+
+
+def test_memory_plans_count_only_the_decoder_components_that_are_loaded():
+    # Decoders passes safety_checker=None, so its 304 M parameters never reach a GPU (issue 18)
+    from nextgpt_mini.scaling.memory import component_counts
+
+    profile = load_profile("paper")
+    sd = full_size_counts(profile.image_decoder.name_or_path)
+    assert sd["safety_checker"] == 303_981_588
+    counts = component_counts(profile)
+    assert counts["image decoder"] == sum(sd.values()) - sd["safety_checker"]
+    decoders = next(i for i in plan("paper", stage=None).items if i.component.startswith("largest decoder"))
+    assert decoders.gpu + decoders.cpu == 2 * sum(counts[f"{m} decoder"] for m in ("image", "video", "audio"))

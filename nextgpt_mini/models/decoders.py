@@ -87,7 +87,7 @@ def _load_pipeline(modality: str, cfg: DecoderConfig, dtype: torch.dtype):
 
         return TINY_PIPELINES[modality]()
     (cls,) = diffusers_classes(PIPELINE_CLASS[modality])
-    extra: dict[str, Any] = {"safety_checker": None, "requires_safety_checker": False} if modality == "image" else {}
+    extra: dict[str, Any] = {name: None for name in NOT_LOADED} | {"requires_safety_checker": False} if modality == "image" else {}
     ref = cfg.name_or_path
     try:
         return cls.from_pretrained(ref, dtype=dtype, **extra)
@@ -315,6 +315,11 @@ class Decoders:
             if m != modality:
                 d.to("cpu")
         return self[modality].to(device)
+
+
+# Pipeline components that `load_pipeline` never loads (SD's safety checker, a 304 M CLIP vision
+# tower: the outputs are toy or research images), so a memory plan must not count them.
+NOT_LOADED = ("safety_checker",)
 
 
 def decoder_parameter_counts(profile, modality: str) -> dict[str, int]:

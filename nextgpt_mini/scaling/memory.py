@@ -91,7 +91,7 @@ def component_counts(profile: ProfileConfig) -> dict[str, int]:
     key = profile.to_json()
     if key not in _COUNTS:
         counts = {r.module: r.total for r in full_size_table(profile, stage="3")}
-        counts.update(decoder_counts(profile))
+        counts.update(decoder_counts(profile, loaded_only=True))  # the safety checker is never loaded
         _COUNTS[key] = counts
     return dict(_COUNTS[key])
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from nextgpt_mini.config import ProfileConfig
 from nextgpt_mini.constants import MODALITIES
-from nextgpt_mini.models.decoders import decoder_parameter_counts
+from nextgpt_mini.models.decoders import NOT_LOADED, decoder_parameter_counts
 from nextgpt_mini.models.imagebind import build_encoder
 from nextgpt_mini.models.llm import build_empty_llm, lora_parameter_count
 from nextgpt_mini.models.projectors import OutputProjector
@@ -76,10 +76,12 @@ def full_size_table(profile: ProfileConfig | str = "paper", stage: str = "3") ->
     return rows
 
 
-def decoder_counts(profile: ProfileConfig) -> dict[str, int]:
-    """{"image decoder": n, ...}: each decoder pipeline's parameters (all its models), built on the
-    meta device from the configs in `decoder_configs.FULL_SIZE_DECODERS` (tiny: the local toy pipelines)."""
-    return {f"{m} decoder": sum(decoder_parameter_counts(profile, m).values()) for m in MODALITIES}
+def decoder_counts(profile: ProfileConfig, loaded_only: bool = False) -> dict[str, int]:
+    """{"image decoder": n, ...}: each decoder pipeline's parameters (all its models, or with
+    `loaded_only` those `load_pipeline` loads), built on the meta device from the configs in
+    `decoder_configs.FULL_SIZE_DECODERS` (tiny: the local toy pipelines)."""
+    return {f"{m} decoder": sum(n for name, n in decoder_parameter_counts(profile, m).items()
+                                if not (loaded_only and name in NOT_LOADED)) for m in MODALITIES}
 
 
 def full_size_table_with_decoders(profile: ProfileConfig | str = "paper", stage: str = "3") -> list[Row]:
