@@ -71,7 +71,7 @@ def test_varied_conversions_change_only_the_conversion_requests():
     assert changed and set(changed) <= set(CONVERSIONS)
     for p, v in zip(plain, varied):
         if p["task"] in CONVERSIONS:
-            assert p["turns"][0]["text"] in {f.format(d=m) for f in PLAIN_CONVERSIONS[p["task"]] for m in _motions()}
+            assert p["turns"][0]["text"] in {PLAIN_CONVERSIONS[p["task"]].format(d=m) for m in _motions()}
             assert p["turns"][1:] == v["turns"][1:]  # the same items and answers
 
 

@@ -69,7 +69,7 @@ def _conversion_request(task: str, phrasing: str, varied: bool, seed: int) -> st
     family, or in training without `varied` its one plain wording. Drawn from a generator of its
     own, so that the dialogue stream's draws, and every other dialogue with them, stay as they are."""
     if phrasing == "train" and not varied:
-        return PLAIN_CONVERSIONS[task][0]
+        return PLAIN_CONVERSIONS[task]
     forms = conversion_forms(task, phrasing)
     return forms[int(np.random.default_rng(seed).integers(len(forms)))]
 

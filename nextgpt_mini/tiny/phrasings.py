@@ -55,8 +55,7 @@ CONVERSIONS = {
              "give me the sound this video makes"),
     "I->V": ("make this move {d}", "animate this moving {d}", "make a video of this moving {d}", "show me a clip of this moving {d}"),
 }
-PLAIN_CONVERSIONS = {"I->A": ("What sound would this make?",), "V->A": ("Play the sound of this video.",),
-                     "I->V": ("Make this move {d}.",)}
+PLAIN_CONVERSIONS = {"I->A": "What sound would this make?", "V->A": "Play the sound of this video.", "I->V": "Make this move {d}."}
 PHRASINGS = tuple(REQUEST_FRAMES)
 
 
@@ -86,7 +85,8 @@ def conversion_forms(task: str, phrasing: str = "train") -> list[str]:
     if task not in CONVERSIONS:
         raise ValueError(f"unknown conversion {task!r}: expected one of {', '.join(CONVERSIONS)}")
     forms = [_framed(frame, verb) for frame in QUESTION_FRAMES[phrasing] for verb in CONVERSIONS[task]]
-    return sorted(set(forms + list(PLAIN_CONVERSIONS[task]))) if phrasing == "train" else forms
+    # the plain wording is also a frame's ("{V}." around its verb) for V->A and I->V: counted once
+    return sorted(set(forms + [PLAIN_CONVERSIONS[task]])) if phrasing == "train" else forms
 
 
 def _framed(frame: str, verb: str) -> str:
