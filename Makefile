@@ -9,14 +9,14 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.installed-stamp
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb)) $(sort $(wildcard solutions/*.ipynb))
 
-.PHONY: demo test test-fast lab notebooks bench samples lint clean
+.PHONY: demo test test-fast test-web lab notebooks bench samples lint clean
 
 $(PY):
 	$(PYTHON) -m venv --system-site-packages $(VENV)
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install "$(TORCH_SPEC)"
-	$(PIP) install -e ".[dev,notebooks,eval]"
+	$(PIP) install -e ".[dev,notebooks,eval,web]"
 	# Meta's ImageBind model code, for the parity tests only; its declared deps would pull a
 	# torchvision/torchaudio that break this environment, so none of them come along.
 	$(PIP) install --no-deps "imagebind-unofficial==0.1.1"
@@ -33,6 +33,10 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest tests/ -q -m "not slow"
+
+# the web demo alone: its checks, a served page driven by Chromium, 20 clients at once
+test-web: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest tests/test_web.py tests/test_web_server.py -q
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/

@@ -16,6 +16,7 @@ The loop, as `NextGPT.generate` runs it:
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ class GenerationResult:
     conditioning: dict = field(default_factory=dict)  # modality -> what the output projector gave the decoder
     forced: list[str] = field(default_factory=list)  # modalities appended by `require` (the LLM did not ask)
     history: list[dict] = field(default_factory=list)  # the conversation so far, for the next call
+    seconds: dict = field(default_factory=dict)  # wall time: "llm" (reply + teacher-forced pass), each decoder
 
     def media(self, modality: str) -> list:
         return {"image": self.images, "video": self.videos, "audio": self.audios}[modality]
@@ -140,6 +142,7 @@ def generate(model, prompt: str, media: list | None = None, history: list[dict] 
         raise ValueError(f"the conversation is longer than the LLM's {model.profile.llm.max_length} tokens: "
                          "start a new one (history=None) or shorten the prompt")
     device = model.device
+    started = time.perf_counter()
     batch = model.on_device(collate([ex], model.tokenizer.pad_token_id))
     soft = model.soft_tokens([torch.stack(media_emb) if media_emb else None])
     torch.manual_seed(seed)
@@ -159,11 +162,14 @@ def generate(model, prompt: str, media: list | None = None, history: list[dict] 
     signal = set(model.signal.all_ids())
     text = model.tokenizer.decode([i for i in answer if i not in signal], skip_special_tokens=True).strip()
     result = GenerationResult(text=text, token_ids=raw, completed=completed, forced=forced,
-                              conditioning={m: cond for m, (cond, _) in projected.items()})
+                              conditioning={m: cond for m, (cond, _) in projected.items()},
+                              seconds={"llm": time.perf_counter() - started})
     if runs and decode:
         decoders = decoders or Decoders(model.profile)
         for m, (cond, index) in projected.items():
+            started = time.perf_counter()
             made = decoders[m].generate(cond.float(), seed=seed, steps=steps, guidance_scale=guidance_scale, progress=progress)
+            result.seconds[m] = time.perf_counter() - started
             for (_, k), item in zip(index, made):
                 start = runs[k][1]
                 before = model.tokenizer.decode([i for i in answer[:start] if i not in signal],

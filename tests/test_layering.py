@@ -21,7 +21,7 @@ TIERS = [
     ("training", ["training", "scaling"]),
     ("tiny", ["tiny"]),
     ("evaluation", ["evaluation"]),
-    ("course", ["course", "ui"]),
+    ("course", ["course", "ui", "web"]),
     ("cli", ["cli"]),
 ]
 # The only upward imports, both lazy: the system's generate() runs the generation loop, and the

@@ -220,3 +220,35 @@ def add_demo_parser(sub) -> None:
     p.add_argument("--out", default="outputs/demo")
     p.add_argument("--quick", action="store_true", help="a few steps per stage (checks the plumbing; numbers meaningless)")
     p.set_defaults(func=cmd_demo)
+
+
+def cmd_serve(args) -> int:
+    """The web demo; blocks until interrupted."""
+    try:
+        from nextgpt_mini.web.app import serve
+    except ImportError as err:
+        raise ImportError(f"serve needs gradio ({err}): pip install 'nextgpt-mini[web]'") from err
+    checkpoint = args.checkpoint or ("package:tiny_system" if args.profile == "tiny" else None)
+    print(f"nextgpt-mini serve: loading {checkpoint or 'the untrained ' + args.profile + ' system'}...", flush=True)
+    serve(checkpoint, profile_of(args), host=args.host, port=args.port, share=args.share,
+          max_upload_mb=args.max_upload_mb, out_dir=args.out, seed=args.seed, block=False)
+    print(f"nextgpt-mini serve: open http://{args.host}:{args.port} (Ctrl+C stops)", flush=True)
+    import threading
+
+    threading.Event().wait()
+    return 0
+
+
+def add_serve_parser(sub) -> None:
+    p = sub.add_parser("serve", help="a web chat (gradio) with image, audio and video in and out")
+    add_profile_args(p)
+    p.add_argument("--checkpoint", default=None,
+                   help="a save_pretrained / demo / train folder (default: package:tiny_system for the tiny profile)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--share", action="store_true", help="also open a public gradio.live link (needs internet)")
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest file a visitor may attach (default 20)")
+    p.add_argument("--out", default=None, help="folder for uploads and generated media (default: a temporary one, "
+                   "removed on exit)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_serve)
