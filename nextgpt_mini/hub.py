@@ -16,7 +16,15 @@ drive, then everyone sets
     export HF_HUB_CACHE=D/hub NEXTGPT_MINI_CACHE=D/imagebind HF_HUB_OFFLINE=1
 
 Downloads resume: huggingface_hub continues partial files, and so does the ImageBind download.
-`--check` only reports what is present and what is missing.
+`--check` only reports what is present and what is missing; `--dry-run` lists the files and their
+sizes and fetches nothing (offline: sizes estimated from the parameter counts, `scaling.downloads`).
+
+From each repository only what the loaders read comes down (`select_files`): configs, tokenizer
+files, and each component's weights once, in safetensors where the repository has them and in
+.bin only where it has nothing else; never fp16 / non-EMA variants, root single-file checkpoints,
+SD's safety checker (never loaded) or Zeroscope's zs2_576w/ (files for another web UI). Every
+repository lists the same files in several formats, so without this the colab profile's download
+is about three times larger than what is loaded.
 """
 
 from __future__ import annotations
@@ -26,10 +34,11 @@ import os
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from nextgpt_mini.config import ProfileConfig
+from nextgpt_mini.config import HUB, ProfileConfig
 from nextgpt_mini.constants import MODALITIES
 from nextgpt_mini.utils import asset_path
 
@@ -125,8 +134,59 @@ class Source:
     kind: str  # "url" or "hub"
 
 
-def sources(profile: ProfileConfig) -> list[Source]:
-    """What `profile` loads from the network (package assets and local folders are not listed)."""
+# The evaluation models (chapter 09's CLIP score / CLIPSIM and CLAP score) a full-size profile uses.
+EVALUATION = (("CLIP (evaluation)", HUB["clip_vit_b32"]), ("CLAP (evaluation)", HUB["clap_htsat"]))
+# How each repository stores the weights `select_files` takes: bytes per parameter (the published
+# files: SD-1.5, AudioLDM, CLIP, CLAP and ImageBind fp32; Zeroscope, Vicuna fp16; TinyLlama bf16).
+STORED_BYTES = {HUB["imagebind_huge"]: 4, HUB["tinyllama_chat"]: 2, HUB["vicuna_7b"]: 2, HUB["sd_v1_5"]: 4,
+                HUB["zeroscope_576w"]: 2, HUB["audioldm_s_full_v2"]: 4, HUB["audioldm_l_full"]: 4,
+                HUB["clip_vit_b32"]: 4, HUB["clap_htsat"]: 4}
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".ckpt", ".msgpack", ".h5", ".onnx", ".onnx_data", ".ot")
+KEPT_SUFFIXES = (".json", ".txt", ".model")  # configs, tokenizers (vocab, merges, sentencepiece), indexes
+NEVER = ("safety_checker", "zs2_576w")  # folders no loader reads
+VARIANTS = (".fp16.", ".non_ema.", ".ema.", "-fp16.", "_fp16.")
+
+
+def select_files(names: list[str]) -> list[str]:
+    """The files of a repository listing that `download` fetches (see the module docstring)."""
+    pipeline = "model_index.json" in names
+    kept, weights = [], defaultdict(list)
+    for name in names:
+        folder, _, base = name.rpartition("/")
+        if folder.split("/")[0] in NEVER or any(v in base for v in VARIANTS):
+            continue
+        if base.endswith(WEIGHT_SUFFIXES):
+            if not (pipeline and not folder):  # a pipeline's root weights are single-file checkpoints
+                weights[folder].append(name)
+        elif base.endswith(KEPT_SUFFIXES):
+            kept.append(name)
+    for folder, files in weights.items():
+        chosen = [f for f in files if f.endswith(".safetensors")] or [f for f in files if f.endswith(".bin")]
+        kept += chosen
+        if chosen and chosen[0].endswith(".safetensors"):  # the other format's shard index is not needed
+            kept = [k for k in kept if not (k.rpartition("/")[0] == folder and k.endswith(".bin.index.json"))]
+    return sorted(kept)
+
+
+def repo_plan(ref: str) -> list[tuple[str, int | None]]:
+    """(file, bytes) that `download` takes from hub repository `ref`, read from the hub (network)."""
+    from huggingface_hub import HfApi
+
+    info = HfApi().model_info(ref, files_metadata=True)
+    sizes = {s.rfilename: s.size for s in info.siblings or []}
+    return [(name, sizes[name]) for name in select_files(list(sizes))]
+
+
+def url_size(url: str) -> int | None:
+    request = urllib.request.Request(url, method="HEAD")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        length = response.headers.get("Content-Length")
+    return int(length) if length else None
+
+
+def sources(profile: ProfileConfig, evaluation: bool = True) -> list[Source]:
+    """What `profile` loads from the network (package assets and local folders are not listed),
+    with `evaluation` also the CLIP and CLAP models chapter 09 scores full-size outputs with."""
     out = []
     weights = profile.encoder.weights or ""
     if weights.startswith(("http://", "https://")):
@@ -136,6 +196,8 @@ def sources(profile: ProfileConfig) -> list[Source]:
     for what, ref in refs:
         if ref and ref != "tiny" and not ref.startswith("package:") and not Path(ref).exists():
             out.append(Source(what, ref, "hub"))
+    if evaluation and out:  # the tiny profile evaluates with its own toy-world reader, not CLIP / CLAP
+        out += [Source(what, ref, "hub") for what, ref in EVALUATION]
     return out
 
 
@@ -164,14 +226,16 @@ def is_present(source: Source, folder: str | os.PathLike | None = None) -> bool:
         return False
 
 
-def check(profile: ProfileConfig, folder: str | os.PathLike | None = None) -> list[tuple[Source, bool]]:
-    return [(s, is_present(s, folder)) for s in sources(profile)]
+def check(profile: ProfileConfig, folder: str | os.PathLike | None = None,
+          evaluation: bool = True) -> list[tuple[Source, bool]]:
+    return [(s, is_present(s, folder)) for s in sources(profile, evaluation)]
 
 
-def download(profile: ProfileConfig, folder: str | os.PathLike | None = None) -> list[Source]:
+def download(profile: ProfileConfig, folder: str | os.PathLike | None = None, evaluation: bool = True) -> list[Source]:
     """Fetch whatever of `profile` is missing; returns what was fetched. Offline, raises one
-    FileNotFoundError listing everything missing and the command to run where there is network."""
-    missing = [s for s, present in check(profile, folder) if not present]
+    FileNotFoundError listing everything missing and the command to run where there is network.
+    The files and the total size are printed before anything is fetched."""
+    missing = [s for s, present in check(profile, folder, evaluation) if not present]
     if missing and offline():
         where = f" --dir {folder}" if folder else ""
         names = "; ".join(f"{s.what}: {s.ref}" for s in missing)
@@ -179,14 +243,30 @@ def download(profile: ProfileConfig, folder: str | os.PathLike | None = None) ->
                                 f"run `nextgpt-mini download --profile {profile.name}{where}` with network access")
     from huggingface_hub import snapshot_download
 
+    plans = {s.ref: repo_plan(s.ref) for s in missing if s.kind == "hub"}
+    sizes = [url_size(s.ref) if s.kind == "url" else sum(n or 0 for _, n in plans[s.ref]) for s in missing]
+    print(format_plan([(s, plans.get(s.ref, [(Path(s.ref).name, n)])) for s, n in zip(missing, sizes)]))
     for s in missing:
         print(f"fetching {s.what}: {s.ref}")
         if s.kind == "url":
             resolve_weights(s.ref, cache_dir=_weights_cache(folder), download=True)
         else:
-            # weights in safetensors only where the repository has them (no duplicate .bin / .ckpt)
-            snapshot_download(s.ref, cache_dir=_hub_cache(folder), ignore_patterns=["*.ckpt", "*.msgpack", "*.h5", "*.onnx*"])
+            snapshot_download(s.ref, cache_dir=_hub_cache(folder), allow_patterns=[f for f, _ in plans[s.ref]])
     return missing
+
+
+def format_plan(plan: list[tuple[Source, list[tuple[str, int | None]]]], estimated: bool = False) -> str:
+    """The files of each source with their sizes, and the total (GB = 10^9 bytes, as the hub shows)."""
+    total = sum(n or 0 for _, files in plan for _, n in files)
+    how = " (estimated from parameter counts: offline)" if estimated else ""
+    lines = [f"{len(plan)} sources, {total / 1e9:.2f} GB in all{how}"]
+    for s, files in plan:
+        lines.append(f"  {s.what:18s} {s.ref}  {sum(n or 0 for _, n in files) / 1e9:.2f} GB")
+        lines += [f"      {name:50s} {'' if n is None else f'{n / 1e9:7.3f} GB'}" for name, n in files]
+    if total > 15e9:
+        lines.append("note: more than a free 15 GB Google Drive holds; --no-eval leaves out CLIP and CLAP, and "
+                     "ImageBind can stay on the Colab disk (NEXTGPT_MINI_CACHE) while the rest goes to the Drive")
+    return "\n".join(lines)
 
 
 def format_check(profile: ProfileConfig, rows: list[tuple[Source, bool]], folder=None) -> str:

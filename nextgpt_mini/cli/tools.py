@@ -107,12 +107,29 @@ def cmd_download(args) -> int:
     from nextgpt_mini import hub as dl
 
     profile = profile_of(args)
+    evaluation = not args.no_eval
+    if args.dry_run:
+        print(dry_run_plan(profile, evaluation))
+        return 0
     if not args.check:
-        fetched = dl.download(profile, args.dir)
-        print(f"fetched {len(fetched)} of {len(dl.sources(profile))}; the rest were already there")
-    rows = dl.check(profile, args.dir)
+        fetched = dl.download(profile, args.dir, evaluation)
+        print(f"fetched {len(fetched)} of {len(dl.sources(profile, evaluation))}; the rest were already there")
+    rows = dl.check(profile, args.dir, evaluation)
     print(dl.format_check(profile, rows, args.dir))
     return 0 if all(present for _, present in rows) else 1
+
+
+def dry_run_plan(profile, evaluation: bool) -> str:
+    """The files and sizes `download` would fetch: from the hub when online, else estimated."""
+    from nextgpt_mini import hub as dl
+
+    if dl.offline():
+        from nextgpt_mini.scaling.downloads import estimate
+
+        return dl.format_plan(estimate(profile, evaluation), estimated=True)
+    plan = [(s, [(s.ref.rsplit("/", 1)[-1], dl.url_size(s.ref))] if s.kind == "url" else dl.repo_plan(s.ref))
+            for s in dl.sources(profile, evaluation)]
+    return dl.format_plan(plan)
 
 
 def add_download_parser(sub) -> None:
@@ -121,6 +138,9 @@ def add_download_parser(sub) -> None:
     p.add_argument("--dir", default=None, help="download here (D/hub: a Hugging Face cache, D/imagebind) "
                    "instead of the default caches")
     p.add_argument("--check", action="store_true", help="only list what is present and what is missing")
+    p.add_argument("--dry-run", action="store_true", help="list the files and sizes it would fetch; fetch nothing "
+                   "(offline: sizes estimated from the parameter counts)")
+    p.add_argument("--no-eval", action="store_true", help="leave out the evaluation models (CLIP, CLAP) of chapter 09")
     p.set_defaults(func=cmd_download)
 
 
