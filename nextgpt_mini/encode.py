@@ -138,7 +138,8 @@ def _run(encoder, modality: str, x: torch.Tensor) -> torch.Tensor:
     # Each of these L2-normalises per clip and averages the clips of one item (Meta's order).
     method = {"image": encoder.encode_image, "video": encoder.encode_video,
               "audio": encoder.encode_audio, "text": encoder.encode_text}[modality]
-    return method(x)
+    weights = next(encoder.parameters())
+    return method(x.to(weights.device, weights.dtype) if x.is_floating_point() else x.to(weights.device))
 
 
 @torch.no_grad()

@@ -38,6 +38,14 @@ def pick_dtype(device: torch.device | str) -> torch.dtype:
     return torch.float32
 
 
+def frozen_dtype(device: torch.device | str | None = None) -> torch.dtype:
+    """The one dtype policy: every frozen model (LLM, ImageBind, decoders) loads in `pick_dtype` of
+    the device it runs on (default: the best available), unless a caller asks for another. What
+    trains stays fp32 (projectors; the signal rows, `NewRows`; LoRA, which peft keeps in fp32), and
+    mixed precision (autocast) runs the frozen parts' matmuls in 16 bits."""
+    return pick_dtype(pick_device(None if device is None else str(device)))
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed python, numpy and torch; return a torch Generator seeded the same way."""
     random.seed(seed)

@@ -33,6 +33,7 @@ from nextgpt_mini.files import save_audio, save_image, save_video
 from nextgpt_mini.losses import min_snr_weight
 from nextgpt_mini.models.decoder_configs import FULL_SIZE_DECODERS, build_empty, full_size_counts
 from nextgpt_mini.profiles import load_profile
+from nextgpt_mini.utils import frozen_dtype
 
 PIPELINE_CLASS = {"image": "StableDiffusionPipeline", "video": "TextToVideoSDPipeline", "audio": "AudioLDMPipeline"}
 
@@ -117,11 +118,12 @@ def pipeline_identity(pipe, modality: str, cfg: DecoderConfig) -> str:
 class Decoder:
     """A frozen diffusion pipeline, built on first use and kept."""
 
-    def __init__(self, modality: str, cfg: DecoderConfig, dtype: torch.dtype = torch.float32,
+    def __init__(self, modality: str, cfg: DecoderConfig, dtype: torch.dtype | None = None,
                  cache_dir: str | os.PathLike | None = None):
         if modality not in MODALITIES:
             raise ValueError(f"unknown modality {modality!r}: expected one of {MODALITIES}")
-        self.modality, self.cfg, self.dtype = modality, cfg, dtype
+        # default: the one policy, `utils.frozen_dtype` (16-bit where a GPU will run it, fp32 on a CPU)
+        self.modality, self.cfg, self.dtype = modality, cfg, dtype or frozen_dtype()
         self.cache_dir = cache_dir
         self._pipe = None
         self._cache = None
@@ -298,7 +300,7 @@ class Decoder:
 class Decoders:
     """The three decoders of a profile, each built on first use; `only(m)` frees the GPU for one."""
 
-    def __init__(self, profile: ProfileConfig | str = "tiny", dtype: torch.dtype = torch.float32,
+    def __init__(self, profile: ProfileConfig | str = "tiny", dtype: torch.dtype | None = None,
                  cache_dir: str | os.PathLike | None = None):
         profile = load_profile(profile) if isinstance(profile, str) else profile
         self.profile = profile

@@ -20,7 +20,7 @@ from torch import Tensor
 from nextgpt_mini.config import EncoderConfig
 from nextgpt_mini.hub import resolve_weights
 from nextgpt_mini.models.imagebind import SKIPPED_MODALITIES, ImageBindEncoder, build_encoder
-from nextgpt_mini.utils import atomic_path
+from nextgpt_mini.utils import atomic_path, frozen_dtype
 
 __all__ = ["convert_to_safetensors", "filter_state_dict", "load_encoder", "load_imagebind_state_dict", "read_state_dict"]
 
@@ -93,14 +93,17 @@ def convert_to_safetensors(pth_path: str | os.PathLike, out_path: str | os.PathL
     return out_path
 
 
-def load_encoder(cfg: EncoderConfig, device: torch.device | str | None = None) -> ImageBindEncoder:
+def load_encoder(cfg: EncoderConfig, device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> ImageBindEncoder:
     """The encoder of a profile, ready to use: cfg.weights resolved (`resolve_weights`) and loaded
     strictly, in eval mode, every parameter frozen (NExT-GPT never trains ImageBind), on `device`
-    (default: the CPU). The tiny profile's weights ship with the package; rebuild them with
+    (default: the CPU) in `dtype` (default `utils.frozen_dtype(device)`: fp32 on the CPU, 16-bit on
+    a GPU). The tiny profile's weights ship with the package; rebuild them with
     `nextgpt-mini build-tiny encoder`."""
     if cfg.weights is None:
         raise ValueError("cfg.weights is None: there are no weights to load (set encoder.weights)")
     model = build_encoder(cfg, empty=True)
     load_imagebind_state_dict(model, resolve_weights(cfg.weights))
     model.eval().requires_grad_(False)
-    return model.to(device) if device is not None else model
+    device = torch.device(device if device is not None else "cpu")
+    return model.to(device, dtype or frozen_dtype(device))

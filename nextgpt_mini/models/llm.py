@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from nextgpt_mini.config import LLMConfig, LoRAConfig
-from nextgpt_mini.utils import asset_path
+from nextgpt_mini.utils import asset_path, frozen_dtype
 
 # Architecture of the full-size LLMs, written here so that parameter tables and memory plans
 # work without downloading anything (values from each model's config.json on the hub).
@@ -82,16 +82,16 @@ def _quiet_loading(quiet: bool):
 def load_llm(cfg: LLMConfig, dtype: torch.dtype | None = None, device: str | torch.device | None = None):
     """Load (model, tokenizer) for a profile: a hub id, a local folder, or a shipped package folder.
 
-    The model comes back frozen and in eval mode; stages decide what to train.
+    The model comes back frozen and in eval mode; stages decide what to train. `dtype` defaults to
+    `utils.frozen_dtype(device)` (fp16 on a T4, bf16 where a GPU has it natively, fp32 on the CPU),
+    not the repository's config (bf16 for TinyLlama, which a T4 only emulates).
     """
     from transformers import AutoTokenizer, LlamaForCausalLM
 
     path = resolve_llm_path(cfg.name_or_path)
     if cfg.name_or_path.startswith("package:") and not (Path(path) / "config.json").is_file():
         raise FileNotFoundError(f"{path}: the tiny LLM is missing; rebuild it with `nextgpt-mini build-tiny llm`")
-    kwargs = {}
-    if dtype is not None:
-        kwargs["dtype"] = dtype
+    kwargs = {"dtype": dtype or frozen_dtype(device)}
     if cfg.load_in_bits:
         kwargs.update(quantization_kwargs(cfg.load_in_bits))
     try:

@@ -49,15 +49,17 @@ class NextGPT(nn.Module):
         self.decoders = None  # a Decoders object (not a module): never saved, never trained
 
     @classmethod
-    def from_profile(cls, profile: ProfileConfig | str = "tiny", with_encoder: bool = False, seed: int | None = None) -> "NextGPT":
-        """Load the frozen parts of a profile and build fresh projectors (seeded)."""
+    def from_profile(cls, profile: ProfileConfig | str = "tiny", with_encoder: bool = False, seed: int | None = None,
+                     dtype: torch.dtype | None = None) -> "NextGPT":
+        """Load the frozen parts of a profile and build fresh projectors (seeded). Frozen parts in
+        `dtype` (default `utils.frozen_dtype()`); projectors and signal rows in fp32."""
         profile = load_profile(profile) if isinstance(profile, str) else profile
-        llm, tokenizer = load_llm(profile.llm)
+        llm, tokenizer = load_llm(profile.llm, dtype=dtype)
         signal = add_signal_tokens(llm, tokenizer, profile.signal_tokens)
         torch.manual_seed(profile.seed if seed is None else seed)
         encoder = None
         if with_encoder:
-            encoder = load_encoder(profile.encoder)
+            encoder = load_encoder(profile.encoder, dtype=dtype)
         model = cls(profile, llm, tokenizer, signal, encoder)
         model.requires_grad_(False)
         return model.eval()
@@ -197,8 +199,9 @@ class NextGPT(nn.Module):
                     rows[m].append((b, k, start, end))
         out = {}
         for m, found in rows.items():
-            h = torch.stack([hidden[b, s:e] for b, _, s, e in found])
-            x = torch.stack([embeds[b, s:e] for b, _, s, e in found])
+            dtype = next(self.output_projectors[m].parameters()).dtype  # fp32, the LLM's states may be 16-bit
+            h = torch.stack([hidden[b, s:e] for b, _, s, e in found]).to(dtype)
+            x = torch.stack([embeds[b, s:e] for b, _, s, e in found]).to(dtype)
             out[m] = (self.output_projectors[m](h, x), [(b, k) for b, k, _, _ in found])
         return out
 

@@ -52,16 +52,20 @@ class SignalTokens:
 # New vocabulary rows, and only those rows trainable
 # --------------------------------------------------------------------------------------------
 class NewRows(nn.Module):
-    """A vocabulary matrix split at `first_new`: the old rows a frozen buffer, the new rows trainable."""
+    """A vocabulary matrix split at `first_new`: the old rows a frozen buffer, the new rows trainable.
+
+    The new rows are kept in fp32 whatever the frozen rows are (an LLM loaded in fp16 on a GPU):
+    mixed-precision training unscales fp32 gradients only ("Attempting to unscale FP16 gradients"),
+    and small updates vanish in fp16. They are cast to the frozen rows' dtype where they are used."""
 
     def __init__(self, weight: torch.Tensor, first_new: int):
         super().__init__()
         self.register_buffer("old_rows", weight[:first_new].detach().clone(), persistent=True)
-        self.new_rows = nn.Parameter(weight[first_new:].detach().clone())
+        self.new_rows = nn.Parameter(weight[first_new:].detach().clone().float())
 
     @property
     def weight(self) -> torch.Tensor:
-        return torch.cat([self.old_rows, self.new_rows], dim=0)
+        return torch.cat([self.old_rows, self.new_rows.to(self.old_rows.dtype)], dim=0)
 
     @property
     def num_rows(self) -> int:
@@ -95,7 +99,7 @@ class NewRowsLMHead(NewRows):
         return self.num_rows
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return torch.cat([hidden @ self.old_rows.T, hidden @ self.new_rows.T], dim=-1)
+        return torch.cat([hidden @ self.old_rows.T, hidden @ self.new_rows.to(self.old_rows.dtype).T], dim=-1)
 
 
 def add_signal_tokens(model, tokenizer, signal: SignalTokenConfig) -> SignalTokens:

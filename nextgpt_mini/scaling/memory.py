@@ -139,7 +139,8 @@ def plan(profile: ProfileConfig | str, stage: str | None = None, dtype: str = "f
     if stage is None:
         items.append(Item("ImageBind (fp16)", counts["ImageBind"] * half))
         small = counts["input projector"] + counts["output projectors"] + counts["signal-token rows"] + counts["LoRA"]
-        items.append(Item("projectors, LoRA, signal rows (fp16)", small * half))
+        # what the stages train stays fp32 in the code (`utils.frozen_dtype`), at inference too
+        items.append(Item("projectors, LoRA, signal rows (fp32)", small * BYTES["fp32"]))
         c = profile.llm
         items.append(Item("KV cache and logits", 2 * c.num_layers * c.max_length * c.hidden_size * half
                           + c.max_length * c.vocab_size * 4))
@@ -157,7 +158,7 @@ def plan(profile: ProfileConfig | str, stage: str | None = None, dtype: str = "f
         items.append(Item("trained parameters (fp32 + grad + AdamW)", trained * TRAINABLE_BYTES,
                           note=", ".join(trains)))
         untrained = sum(counts[r] for g, r in group_rows.items() if g not in trains and r != "LoRA")
-        items.append(Item("other projectors (fp16)", untrained * half))
+        items.append(Item("other projectors (fp32)", untrained * BYTES["fp32"]))
         cfg = profile.train.for_stage(stage)
         ckpt = cfg.gradient_checkpointing if checkpointing is None else checkpointing
         batch = batch_size or cfg.batch_size
