@@ -2,7 +2,8 @@
 no download, no memory) to count parameters and plan memory, like `llm.FULL_SIZE_CONFIGS`.
 
 Each hub id maps to its pipeline's models: {component: (class, config kwargs)}. The values are the
-published `config.json` files' architecture keys (SD-1.5: runwayml's; Zeroscope v2 576w: the
+published `config.json` files' architecture keys (SD-1.5: stable-diffusion-v1-5/stable-diffusion-v1-5,
+the sd-legacy mirror of the withdrawn runwayml repository; Zeroscope v2 576w: the
 ModelScope text-to-video configs it was fine-tuned from, whose file sizes match; AudioLDM: what
 diffusers' `convert_original_audioldm_to_diffusers.py` derives from the original configs, l = 256
 base channels, s = 128). tests/test_full_size.py pins the resulting counts (SD-1.5 UNet

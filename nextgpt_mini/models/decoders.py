@@ -4,7 +4,8 @@ NExT-GPT never trains these. It trains output projectors whose outputs replace w
 decoder's own text encoder would have produced from a caption:
 
 * Stable Diffusion reads CLIP-L's last hidden state, 77 x 768, through cross-attention;
-* Zeroscope (TextToVideoSD) reads OpenCLIP-H's last hidden state, 77 x 1024, the same way;
+* Zeroscope (TextToVideoSD) reads the last hidden state of a 23-layer OpenCLIP-H text encoder, i.e.
+  OpenCLIP-H's penultimate layer after the final layer norm (SD-2's recipe), 77 x 1024, the same way;
 * AudioLDM reads one L2-normalised CLAP text embedding (512), not through cross-attention but as
   a class label: it is projected and concatenated to the UNet's time embedding (FiLM-like).
 
@@ -12,8 +13,10 @@ So a decoder here is two things: `targets(captions)`, the conditioning a caption
 projector must hit, cached), and `generate(embeds)`, the pipeline run from given conditioning
 (`prompt_embeds`, with the empty prompt's embedding as the negative for classifier-free guidance).
 
-Profiles: `paper`/`colab` load diffusers pipelines by hub id or local folder; `tiny` loads the
-same pipeline classes at toy size, trained on the toy world and shipped (`tiny/decoders.py`).
+Profiles: `paper`/`colab` load diffusers pipelines by hub id or local folder, each with its
+repository's own scheduler (SD-1.5: PNDM; Zeroscope: DDIM; AudioLDM: DDIM with betas 0.0015-0.0195);
+`tiny` loads the same pipeline classes at toy size, trained on the toy world and shipped
+(`tiny/decoders.py`), all three with SD's scaled-linear betas (0.00085-0.012) and DDIM sampling.
 """
 
 from __future__ import annotations
