@@ -107,6 +107,14 @@ def reply_ids(model, batch: dict, soft: list, max_new_tokens: int, stop: bool = 
                          temperature, top_p)
 
 
+def decoder_on(decoders, modality: str, device: torch.device):
+    """The decoder for `modality`, on the model's device: on a GPU alone there (`Decoders.only`
+    moves the other two to the CPU, so one 16-bit pipeline at a time shares a T4 with the LLM)."""
+    if device.type == "cpu" or not hasattr(decoders, "only"):
+        return decoders[modality]
+    return decoders.only(modality, device)
+
+
 def cut_at_stop(ids: list[int], tokenizer) -> list[int]:
     """The reply's tokens that lie wholly before the stop string ("\n###" may span several tokens)."""
     for k in range(len(ids)):
@@ -168,7 +176,7 @@ def generate(model, prompt: str, media: list | None = None, history: list[dict] 
         decoders = decoders or Decoders(model.profile)
         for m, (cond, index) in projected.items():
             started = time.perf_counter()
-            made = decoders[m].generate(cond.float(), seed=seed, steps=steps, guidance_scale=guidance_scale, progress=progress)
+            made = decoder_on(decoders, m, device).generate(cond.float(), seed=seed, steps=steps, guidance_scale=guidance_scale, progress=progress)
             result.seconds[m] = time.perf_counter() - started
             for (_, k), item in zip(index, made):
                 start = runs[k][1]

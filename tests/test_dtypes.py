@@ -63,3 +63,23 @@ def test_the_planner_counts_what_the_code_keeps_in_fp32():
     small = counts["input projector"] + counts["output projectors"] + counts["signal-token rows"] + counts["LoRA"]
     assert items["projectors, LoRA, signal rows (fp32)"].gpu == small * BYTES["fp32"]
     assert items["ImageBind (fp16)"].gpu == counts["ImageBind"] * BYTES["fp16"]
+
+
+def test_generation_runs_each_decoder_alone_on_the_models_gpu_and_leaves_the_cpu_path_alone():
+    from nextgpt_mini.generation import decoder_on
+
+    class Stub:
+        def __init__(self):
+            self.moves = []
+
+        def __getitem__(self, modality):
+            return f"{modality} decoder where it is"
+
+        def only(self, modality, device):
+            self.moves.append((modality, str(device)))
+            return f"{modality} decoder on {device}"
+
+    decoders = Stub()
+    assert decoder_on(decoders, "image", torch.device("cpu")) == "image decoder where it is" and decoders.moves == []
+    assert decoder_on(decoders, "video", torch.device("cuda", 0)) == "video decoder on cuda:0"
+    assert decoders.moves == [("video", "cuda:0")]
