@@ -177,6 +177,11 @@ def repo_plan(ref: str) -> list[tuple[str, int | None]]:
     return [(name, sizes[name]) for name in select_files(list(sizes))]
 
 
+def online_plan(wanted: list[Source]) -> list[tuple[Source, list[tuple[str, int | None]]]]:
+    """(source, [(file, bytes)]) of what `download` takes from each source, read from the network."""
+    return [(s, [(Path(s.ref).name, url_size(s.ref))] if s.kind == "url" else repo_plan(s.ref)) for s in wanted]
+
+
 def url_size(url: str) -> int | None:
     request = urllib.request.Request(url, method="HEAD")
     with urllib.request.urlopen(request, timeout=30) as response:
@@ -243,15 +248,15 @@ def download(profile: ProfileConfig, folder: str | os.PathLike | None = None, ev
                                 f"run `nextgpt-mini download --profile {profile.name}{where}` with network access")
     from huggingface_hub import snapshot_download
 
-    plans = {s.ref: repo_plan(s.ref) for s in missing if s.kind == "hub"}
-    sizes = [url_size(s.ref) if s.kind == "url" else sum(n or 0 for _, n in plans[s.ref]) for s in missing]
-    print(format_plan([(s, plans.get(s.ref, [(Path(s.ref).name, n)])) for s, n in zip(missing, sizes)]))
+    plan = online_plan(missing)
+    print(format_plan(plan))
+    files = {s.ref: [f for f, _ in listed] for s, listed in plan}
     for s in missing:
         print(f"fetching {s.what}: {s.ref}")
         if s.kind == "url":
             resolve_weights(s.ref, cache_dir=_weights_cache(folder), download=True)
         else:
-            snapshot_download(s.ref, cache_dir=_hub_cache(folder), allow_patterns=[f for f, _ in plans[s.ref]])
+            snapshot_download(s.ref, cache_dir=_hub_cache(folder), allow_patterns=files[s.ref])
     return missing
 
 

@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 
 from nextgpt_mini.files import save_image, save_video
@@ -229,5 +228,4 @@ def test_twenty_clients_at_once_each_get_their_own_answers(server, tmp_path):
     q = statistics.quantiles(latencies, n=100)
     print(f"\nload: 20 clients x 3 turns in {wall:.1f} s, {sum(m == ['image'] for m in made)} of 20 picture requests drew one; latency p50 {q[49]:.2f} s, p90 {q[89]:.2f} s, "
           f"p99 {q[98]:.2f} s, max {max(latencies):.2f} s")
-    assert np.isfinite(latencies).all()
     assert httpx.get(url, timeout=10).status_code == 200  # the server is still up

@@ -127,9 +127,7 @@ def dry_run_plan(profile, evaluation: bool) -> str:
         from nextgpt_mini.scaling.downloads import estimate
 
         return dl.format_plan(estimate(profile, evaluation), estimated=True)
-    plan = [(s, [(s.ref.rsplit("/", 1)[-1], dl.url_size(s.ref))] if s.kind == "url" else dl.repo_plan(s.ref))
-            for s in dl.sources(profile, evaluation)]
-    return dl.format_plan(plan)
+    return dl.format_plan(dl.online_plan(dl.sources(profile, evaluation)))
 
 
 def add_download_parser(sub) -> None:

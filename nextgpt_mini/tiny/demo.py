@@ -74,14 +74,21 @@ def run_demo(out_dir: str | Path = "outputs/demo", quick: bool = False) -> int:
     return 0
 
 
-def render_media(out: Path) -> tuple[tw.ToyItem, tw.ToyItem, tw.ToyItem]:
-    """Step 1: a test-split image and video, and the video's soundtrack, saved into `out`."""
+def save_toy_media(out: Path) -> tuple[tw.ToyItem, tw.ToyItem, tw.ToyItem]:
+    """A test-split image and video, and the video's soundtrack, saved into `out` as image.png,
+    video.mp4 and audio.wav (the demo's inputs; the web demo's examples)."""
     image = tw.sample_items("image", 1, seed=7, split="test")[0]
     video = tw.sample_items("video", 1, seed=7, split="test")[0]
     sound = tw.soundtrack_of(video)
     save_image(tw.render_image(image, 128), out / "image.png")
     save_video(tw.render_video(video, 96, 2.0, 8), out / "video.mp4", fps=8)
     save_audio(tw.render_audio(sound, 2.0, 16000), out / "audio.wav", 16000)
+    return image, video, sound
+
+
+def render_media(out: Path) -> tuple[tw.ToyItem, tw.ToyItem, tw.ToyItem]:
+    """Step 1: `save_toy_media`, with each file's caption printed."""
+    image, video, sound = save_toy_media(out)
     for name, item in (("image.png", image), ("video.mp4", video), ("audio.wav", sound)):
         print(f"   {out / name}  caption: {item.caption!r}")
     return image, video, sound

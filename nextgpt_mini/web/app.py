@@ -16,9 +16,8 @@ import atexit
 import os
 from pathlib import Path
 
-from nextgpt_mini.files import save_audio, save_image, save_video
 from nextgpt_mini.models.nextgpt import load_system
-from nextgpt_mini.tiny import world as tw
+from nextgpt_mini.tiny.demo import save_toy_media
 from nextgpt_mini.web.chat import ChatState, WebChat
 
 CONCURRENCY = 1  # one shared model: requests wait in the queue, not in parallel forward passes
@@ -26,15 +25,10 @@ QUEUE_SIZE = 64  # requests waiting beyond this are refused with gradio's "queue
 
 
 def example_media(folder: Path) -> dict[str, Path]:
-    """A toy image, video and sound (test split, as `nextgpt-mini demo` renders them) for the examples."""
+    """The demo's toy image, video and sound (`tiny.demo.save_toy_media`), for the examples."""
     folder.mkdir(parents=True, exist_ok=True)
-    image = tw.sample_items("image", 1, seed=7, split="test")[0]
-    video = tw.sample_items("video", 1, seed=7, split="test")[0]
-    return {
-        "image": save_image(tw.render_image(image, 128), folder / "image.png"),
-        "video": save_video(tw.render_video(video, 96, 2.0, 8), folder / "video.mp4", fps=8),
-        "audio": save_audio(tw.render_audio(tw.soundtrack_of(video), 2.0, 16000), folder / "audio.wav", 16000),
-    }
+    save_toy_media(folder)
+    return {"image": folder / "image.png", "video": folder / "video.mp4", "audio": folder / "audio.wav"}
 
 
 def examples(media: dict[str, Path]) -> list[dict]:

@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from nextgpt_mini.constants import MODALITIES
@@ -67,7 +67,7 @@ class WebChat:
         """One message ({"text": str, "files": [paths]} as gradio's MultimodalTextbox sends it, or
         a string) -> (the session's new state, the panel's Markdown). `report(fraction, text)`
         is told how far the turn has got (the page's progress bar)."""
-        state = ChatState(list(state.messages), state.history, state.turn, state.session) if state else ChatState()
+        state = replace(state, messages=list(state.messages)) if state else ChatState()  # the old state stays as it was
         text, files = self._unpack(message)
         if not text and not files:
             return state, "Type a message, or attach an image, a sound or a video."
