@@ -38,6 +38,10 @@ HUB = {
     "clip_vit_b32": "openai/clip-vit-base-patch32",
     "clap_htsat": "laion/clap-htsat-unfused",
 }
+# Not on the hub: NExT-GPT's released checkpoint runs on Vicuna-7B v0, which users make from Meta's
+# LLaMA-1 and lmsys/vicuna-7b-delta-v0 (docs/import-nextgpt.md); `import-nextgpt --llm` defaults to
+# a local folder of this name.
+VICUNA_V0 = "vicuna-7b-v0"
 
 
 @dataclass
@@ -79,7 +83,9 @@ class EncoderConfig:
 @dataclass
 class LLMConfig:
     name_or_path: str = HUB["vicuna_7b"]  # hub id, local folder, or "package:<folder>"
-    template: str = "nextgpt"  # "nextgpt" = '### Human: ... ### Assistant:'; "chat" = model's own
+    # "nextgpt" = '### Human: ... ### Assistant:'; "chat" = the model's own; "legacy" = NExT-GPT's
+    # released checkpoint, tokenized as its code did (`prompts.py`, `nextgpt-mini import-nextgpt`)
+    template: str = "nextgpt"
     hidden_size: int = 4096
     num_layers: int = 32
     num_heads: int = 32

@@ -8,15 +8,20 @@ Templates:
 * "nextgpt": NExT-GPT's own `### Human: ... \\n### Assistant: ...\\n###` (paper profile, tiny);
   generation stops at `###`.
 * "chat": the model's own chat template (`tokenizer.apply_chat_template`, colab's TinyLlama).
+* "legacy": NExT-GPT's released checkpoint as its code trained it (`nextgpt-mini import-nextgpt`):
+  the same words, but each segment tokenized on its own as transformers 4.29's slow LLaMA
+  tokenizer did (`legacy_encode`), `<Img>` as plain text, no space before a signal run and `▁###`
+  after it, and a follow-up turn's "Human:" after the previous answer's "###" (docs/import-nextgpt.md).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import torch
 
-from nextgpt_mini.models.signal_tokens import MEDIA_END, MEDIA_START, find_runs
+from nextgpt_mini.models.signal_tokens import LEGACY_WRAPPERS, MEDIA_END, MEDIA_START, find_runs
 
 IGNORE = -100
 MEDIA_PLACEHOLDER = -1  # an input id that marks a soft-token slot until embeddings are built
@@ -28,6 +33,7 @@ class Segment:
     text: str = ""
     train: bool = False  # part of an answer: counted in the loss
     media: int | None = None  # index into the example's media list: a soft-token slot
+    ids: list[int] | None = None  # already tokenized (the legacy template): used instead of `text`
 
 
 @dataclass
@@ -53,11 +59,13 @@ def dialogue_segments(turns: list[dict], template: str = "nextgpt", signal_token
     """Turn a dialogue into segments. Media of user turns become slots, numbered in order."""
     if template == "nextgpt":
         return _nextgpt_segments(turns, signal_tokens)
+    if template in ("chat", "legacy") and tokenizer is None:
+        raise ValueError(f"the {template!r} template needs the tokenizer")
     if template == "chat":
-        if tokenizer is None:
-            raise ValueError("the 'chat' template needs the tokenizer (it holds the template)")
         return _chat_segments(turns, signal_tokens, tokenizer)
-    raise ValueError(f"unknown template {template!r}: expected 'nextgpt' or 'chat'")
+    if template == "legacy":
+        return _legacy_segments(turns, signal_tokens, tokenizer)
+    raise ValueError(f"unknown template {template!r}: expected 'nextgpt', 'chat' or 'legacy'")
 
 
 def _media_segments(turn: dict, counter: list[int]) -> list[Segment]:
@@ -111,6 +119,67 @@ def _chat_segments(turns, signal_tokens, tokenizer) -> list[Segment]:
     return segs
 
 
+def _legacy_segments(turns, signal_tokens, tokenizer) -> list[Segment]:
+    """NExT-GPT's stage-3 training format (its `build_one_instance_stage_3` and `prompt_wrap`):
+
+    [BOS] "### Human: <Img>" soft "</Img> q1\n### Assistant: " | "a1[IMG0] [IMG1] ..\n###" |
+    "Human: q2\n### Assistant: " | "a2\n###" ...  (| = a separate tokenizer call; a text-only first
+    turn is "### Human: " | "q1\n### Assistant: "). The turn being answered ends "Assistant:"
+    without the space, as the original's inference prompt does. Several media items in one turn (the
+    original had one) are "<Img>" soft "</Img><Img>" soft ... "</Img>"."""
+    added = LEGACY_WRAPPERS + tuple(t for group in (signal_tokens or {}).values() for t in group)
+
+    def seg(text: str, **kw) -> Segment:
+        return Segment(text, ids=legacy_encode(tokenizer, text, added), **kw)
+
+    segs: list[Segment] = []
+    counter = [0]
+    for k, turn in enumerate(turns):
+        if turn["role"] != "user":
+            out = turn.get("output")
+            run = " ".join(signal_tokens[out["modality"]]) if out and signal_tokens is not None else ""
+            segs.append(seg(f"{turn['text']}{run}\n{STOP}", train=True))
+            continue
+        head = "### Human: " if k == 0 else "Human: "
+        tail = "\n### Assistant:" + ("" if k == len(turns) - 1 else " ")
+        media = turn.get("media", [])
+        if media:
+            segs.append(seg(head + "<Img>"))
+            for j in range(len(media)):
+                if j:
+                    segs.append(seg("</Img><Img>"))
+                segs.append(Segment(media=counter[0]))
+                counter[0] += 1
+            segs.append(seg(f"</Img> {turn['text']}{tail}"))
+        elif k == 0:
+            segs += [seg(head), seg(f"{turn['text']}{tail}")]
+        else:
+            segs.append(seg(f"{head}{turn['text']}{tail}"))
+    return segs
+
+
+def legacy_encode(tokenizer, text: str, added: tuple[str, ...]) -> list[int]:
+    """Ids as transformers 4.29's slow LlamaTokenizer gave them (NExT-GPT's pin), whatever this
+    transformers does: the text is split at the added tokens, the whitespace on both sides of each
+    is dropped (4.29 stripped around added tokens given as plain strings), and every remaining
+    piece is encoded on its own, so each gets SentencePiece's leading "▁"."""
+    if not text:
+        return []
+    parts = re.split("(" + "|".join(re.escape(t) for t in sorted(added, key=len, reverse=True)) + ")", text) if added else [text]
+    ids: list[int] = []
+    for k, part in enumerate(parts):
+        if k % 2:  # an added token
+            ids.append(tokenizer.convert_tokens_to_ids(part))
+            continue
+        if k > 0:
+            part = part.lstrip()
+        if k < len(parts) - 1:
+            part = part.rstrip()
+        if part:
+            ids += tokenizer(part, add_special_tokens=False)["input_ids"]
+    return ids
+
+
 def tokenize_segments(segments: list[Segment], tokenizer, max_length: int, bos: bool = True,
                       signal_ids: dict[str, list[int]] | None = None) -> Example:
     """Token ids, labels (-100 outside answers), soft-token positions and signal-token spans.
@@ -127,9 +196,12 @@ def tokenize_segments(segments: list[Segment], tokenizer, max_length: int, bos: 
             ids.append(MEDIA_PLACEHOLDER)
             labels.append(IGNORE)
             continue
-        if not seg.text:
+        if seg.ids is not None:
+            piece = seg.ids
+        elif not seg.text:
             continue
-        piece = tokenizer(seg.text, add_special_tokens=False)["input_ids"]
+        else:
+            piece = tokenizer(seg.text, add_special_tokens=False)["input_ids"]
         ids += piece
         labels += piece if seg.train else [IGNORE] * len(piece)
     first_answer = next((k for k, lab in enumerate(labels) if lab != IGNORE), len(ids))

@@ -19,7 +19,7 @@ USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, 
 PARSERS = (
     tools.add_profile_parser, tools.add_make_samples_parser, tools.add_build_tiny_parser, run.add_encode_parser,
     run.add_train_parser, run.add_generate_parser, run.add_chat_parser, run.add_caption_parser, tools.add_params_parser,
-    tools.add_memory_parser, tools.add_download_parser, tools.add_evaluate_parser, run.add_demo_parser, run.add_serve_parser,
+    tools.add_memory_parser, tools.add_download_parser, tools.add_import_nextgpt_parser, tools.add_evaluate_parser, run.add_demo_parser, run.add_serve_parser,
 )
 
 

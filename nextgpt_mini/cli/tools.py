@@ -1,5 +1,5 @@
 """Chapters 00, 08 and 09: the commands around the system: profile, make-samples, build-tiny, params,
-memory, download, evaluate."""
+memory, download, import-nextgpt, evaluate."""
 
 from __future__ import annotations
 
@@ -82,11 +82,12 @@ def add_params_parser(sub) -> None:
 
 def cmd_memory(args) -> int:
     """Estimate GPU and CPU memory for inference or a training stage, and whether it fits."""
-    from nextgpt_mini.scaling.memory import format_plan, plan
+    from nextgpt_mini.scaling.memory import format_plan, plan, saved_profile
 
     if (args.stage is None) == (not args.inference):
         raise ValueError("give exactly one of --stage 1|2|3 and --inference")
-    print(format_plan(plan(profile_of(args), stage=args.stage, dtype=args.dtype, gpu_gb=args.gpu_gb,
+    profile = saved_profile(args.checkpoint) if args.checkpoint else profile_of(args)
+    print(format_plan(plan(profile, stage=args.stage, dtype=args.dtype, gpu_gb=args.gpu_gb,
                            batch_size=args.batch_size)))
     return 0
 
@@ -96,10 +97,46 @@ def add_memory_parser(sub) -> None:
     add_profile_args(p)
     p.add_argument("--stage", default=None, choices=["1", "2", "3"])
     p.add_argument("--inference", action="store_true")
-    p.add_argument("--dtype", default="fp16", choices=["fp32", "fp16", "bf16", "int8", "int4"], help="the LLM's weights")
+    p.add_argument("--checkpoint", default=None, help="plan a saved system folder (its config.json) instead of --profile, "
+                                                       "e.g. one written by import-nextgpt")
+    p.add_argument("--dtype", default=None, choices=["fp32", "fp16", "bf16", "int8", "int4"],
+                   help="the LLM's weights (default: int4/int8 where the profile sets llm.load_in_bits, else fp16)")
     p.add_argument("--gpu-gb", type=float, default=15.0, help="GPU memory in GB (default 15: a Colab T4)")
     p.add_argument("--batch-size", type=int, default=None, help="per-device batch (default: the profile's)")
     p.set_defaults(func=cmd_memory)
+
+
+def cmd_import_nextgpt(args) -> int:
+    """NExT-GPT's released checkpoint -> a folder NextGPT.from_pretrained loads."""
+    from nextgpt_mini.models.import_nextgpt import import_nextgpt
+
+    start = time.perf_counter()
+    bits = None if args.load_in_bits == "none" else int(args.load_in_bits)
+    s = import_nextgpt(args.checkpoint, args.out, llm=args.llm, frozen_rows=not args.no_frozen_rows, load_in_bits=bits)
+    rows = "; the trained rows of the base vocabulary in frozen_rows.safetensors" if s["frozen_rows"] else ""
+    print(f"read {s['tensors']} tensors ({s['parameters']:,} parameters) from {args.checkpoint}; wrote {args.out} "
+          f"({s['bytes'] / 1e6:.0f} MB: {s['trained']} trained tensors, {s['trained_parameters']:,} parameters{rows}) "
+          f"in {time.perf_counter() - start:.1f} s")
+    print(f"the LLM it runs on: {args.llm} (Vicuna-7B v0; docs/import-nextgpt.md says how to make it). "
+          f"Load with NextGPT.from_pretrained({str(args.out)!r}) or `nextgpt-mini chat --checkpoint {args.out}`; "
+          f"memory: `nextgpt-mini memory --checkpoint {args.out} --inference`")
+    return 0
+
+
+def add_import_nextgpt_parser(sub) -> None:
+    from nextgpt_mini.config import VICUNA_V0
+
+    p = sub.add_parser("import-nextgpt", help="convert NExT-GPT's released checkpoint (7b_tiva_v0) into a folder this package loads")
+    p.add_argument("checkpoint", help="pytorch_model.pt of ChocoWu/nextgpt_7b_tiva_v0")
+    p.add_argument("--out", required=True, help="the folder to write (must not exist, or be empty)")
+    p.add_argument("--llm", default=VICUNA_V0, help="Vicuna-7B v0: a local folder (LLaMA-1 + lmsys/vicuna-7b-delta-v0) "
+                                                    f"or hub id, recorded in config.json (default: {VICUNA_V0})")
+    p.add_argument("--no-frozen-rows", action="store_true",
+                   help="leave out the checkpoint's trained rows of the base vocabulary (2 x 32000 x 4096; "
+                        "the LLM's own rows are used instead)")
+    p.add_argument("--load-in-bits", default="none", choices=["4", "8", "none"],
+                   help="record llm.load_in_bits (4: the plan that fits a 15 GB T4; CUDA only)")
+    p.set_defaults(func=cmd_import_nextgpt)
 
 
 def cmd_download(args) -> int:

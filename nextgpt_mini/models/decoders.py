@@ -94,7 +94,7 @@ def _load_pipeline(modality: str, cfg: DecoderConfig, dtype: torch.dtype):
     extra: dict[str, Any] = {name: None for name in NOT_LOADED} | {"requires_safety_checker": False} if modality == "image" else {}
     ref = cfg.name_or_path
     try:
-        return cls.from_pretrained(ref, dtype=dtype, **extra)
+        pipe = cls.from_pretrained(ref, dtype=dtype, **extra)
     except (OSError, ValueError) as err:
         if Path(ref).exists():
             raise OSError(f"{ref}: not a {PIPELINE_CLASS[modality]} folder (expected model_index.json written by "
@@ -105,6 +105,10 @@ def _load_pipeline(modality: str, cfg: DecoderConfig, dtype: torch.dtype):
             f"`hf download {ref}`, or point the profile's "
             f"{modality}_decoder.name_or_path at a local folder that holds it."
         ) from err
+    # the VAE decodes one frame (or image) at a time, as `scaling/memory.py` plans: all 24 of
+    # Zeroscope's frames at once would be the largest buffer of inference on a T4
+    pipe.vae.enable_slicing()
+    return pipe
 
 
 def pipeline_identity(pipe, modality: str, cfg: DecoderConfig) -> str:

@@ -97,14 +97,14 @@ def load_llm(cfg: LLMConfig, dtype: torch.dtype | None = None, device: str | tor
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except OSError as e:
-        raise FileNotFoundError(_missing_weights_message(cfg.name_or_path, e)) from None
+        raise FileNotFoundError(_missing_weights_message(cfg, e)) from None
     except (ValueError, ImportError, RuntimeError, TypeError) as e:
         raise ValueError(_tokenizer_message(cfg.name_or_path, e)) from None
     try:
         with _quiet_loading(cfg.name_or_path.startswith("package:")):
             model = LlamaForCausalLM.from_pretrained(path, **kwargs)
     except OSError as e:
-        raise FileNotFoundError(_missing_weights_message(cfg.name_or_path, e)) from None
+        raise FileNotFoundError(_missing_weights_message(cfg, e)) from None
     if tokenizer.pad_token is None:
         # LLaMA tokenizers ship without a pad token; padding is always masked, so <unk> is safe.
         tokenizer.pad_token = tokenizer.unk_token
@@ -125,9 +125,14 @@ def _tokenizer_message(ref: str, error: Exception) -> str:
             "its tokenizer files are damaged or not a tokenizer: fetch them again.")
 
 
-def _missing_weights_message(ref: str, error: Exception) -> str:
+def _missing_weights_message(cfg: LLMConfig, error: Exception) -> str:
+    ref = cfg.name_or_path
     if os.path.isdir(ref):
         return f"{ref}: not a transformers model folder ({error})"
+    if cfg.template == "legacy":  # NExT-GPT's released checkpoint: its base is on no hub
+        return (f"could not load the LLM {ref!r}: NExT-GPT's released checkpoint runs on Vicuna-7B v0, made from "
+                "Meta's LLaMA-1 weights and lmsys/vicuna-7b-delta-v0 (docs/import-nextgpt.md); point "
+                "llm.name_or_path (import-nextgpt --llm) at that folder.")
     return (
         f"could not load the LLM {ref!r} (offline or not downloaded). Fetch it once with "
         f"`nextgpt-mini download --profile paper` (or `huggingface-cli download {ref}`), "

@@ -19,7 +19,7 @@ from torch import nn
 
 from nextgpt_mini.checkpoints import newest_checkpoint
 from nextgpt_mini.config import ProfileConfig
-from nextgpt_mini.constants import CHECKPOINT, MODALITIES, STAGES
+from nextgpt_mini.constants import CHECKPOINT, FROZEN_ROWS, MODALITIES, STAGES
 from nextgpt_mini.losses import distance, per_example_nll
 from nextgpt_mini.models.imagebind_weights import load_encoder
 from nextgpt_mini.models.llm import apply_lora, load_llm
@@ -55,7 +55,7 @@ class NextGPT(nn.Module):
         `dtype` (default `utils.frozen_dtype()`); projectors and signal rows in fp32."""
         profile = load_profile(profile) if isinstance(profile, str) else profile
         llm, tokenizer = load_llm(profile.llm, dtype=dtype)
-        signal = add_signal_tokens(llm, tokenizer, profile.signal_tokens)
+        signal = add_signal_tokens(llm, tokenizer, profile.signal_tokens, legacy=profile.llm.template == "legacy")
         torch.manual_seed(profile.seed if seed is None else seed)
         encoder = None
         if with_encoder:
@@ -138,7 +138,28 @@ class NextGPT(nn.Module):
         if config.get("lora"):
             model.enable_lora()
         model.load_trained(folder / "trained.safetensors")
+        if (folder / FROZEN_ROWS).is_file():
+            model.load_frozen_rows(folder / FROZEN_ROWS)
         return model
+
+    def load_frozen_rows(self, path) -> list[str]:
+        """Replace the frozen LLM's own vocabulary rows (the `old_rows` buffers of the embedding and
+        the LM head) with a file's: NExT-GPT's released checkpoint trained them, unlike our stages
+        (`models/import_nextgpt.py`). Names and shapes must match, as in `load_trained`."""
+        try:
+            rows = load_file(path)
+        except (SafetensorError, OSError) as e:
+            raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
+        own = dict(self.named_buffers())
+        for name, tensor in rows.items():
+            if not name.endswith(".old_rows") or name not in own:
+                raise ValueError(f"{path}: {name!r} is not a frozen vocabulary matrix of this model")
+            if own[name].shape != tensor.shape:
+                raise ValueError(f"{path}: {name} has shape {tuple(tensor.shape)}, this model expects {tuple(own[name].shape)}")
+        with torch.no_grad():
+            for name, tensor in rows.items():
+                own[name].copy_(tensor)
+        return sorted(rows)
 
     def enable_lora(self) -> bool:
         """Wrap the LLM with the profile's LoRA adapters (peft), once; True if it did so now.

@@ -26,6 +26,11 @@ from nextgpt_mini.config import SignalTokenConfig
 from nextgpt_mini.constants import MODALITIES
 
 MEDIA_START, MEDIA_END = "<Img>", "</Img>"
+# NExT-GPT's released checkpoint (7b_tiva_v0) was trained with these as its first two new tokens:
+# its code passed a set, add_tokens({"<Img>"}), and transformers 4.29 added str() of it. So the
+# prompts' "<Img>" went through as ordinary text and these two rows were never read
+# (docs/import-nextgpt.md). The "legacy" template adds them to keep the checkpoint's ids.
+LEGACY_WRAPPERS = ("{'<Img>'}", "{'</Img>'}")
 
 
 @dataclass
@@ -102,21 +107,26 @@ class NewRowsLMHead(NewRows):
         return torch.cat([hidden @ self.old_rows.T, hidden @ self.new_rows.to(self.old_rows.dtype).T], dim=-1)
 
 
-def add_signal_tokens(model, tokenizer, signal: SignalTokenConfig) -> SignalTokens:
+def add_signal_tokens(model, tokenizer, signal: SignalTokenConfig, legacy: bool = False) -> SignalTokens:
     """Add signal tokens and media wrappers; resize; mean-initialise; make only new rows trainable.
+
+    `legacy`: as NExT-GPT's released checkpoint has them (the "legacy" template): the wrappers
+    `LEGACY_WRAPPERS`, all 38 tokens ordinary (non-special) added tokens, in the same id order.
+    Otherwise they are special tokens, which the tokenizer never splits or merges with spaces.
 
     Why the mean: a new row at the mean of the existing embeddings starts as an "average token":
     its logit is close to the average logit (no token is suddenly predicted everywhere, as with
     a large random row) and its input embedding lies where the frozen layers expect inputs to be.
     """
     tokens = {m: signal.tokens(m) for m in MODALITIES}
-    new = [MEDIA_START, MEDIA_END] + [t for m in MODALITIES for t in tokens[m]]
+    wrappers = LEGACY_WRAPPERS if legacy else (MEDIA_START, MEDIA_END)
+    new = [*wrappers] + [t for m in MODALITIES for t in tokens[m]]
     old_vocab = model.get_input_embeddings().weight.shape[0]
-    if tokenizer.convert_tokens_to_ids(MEDIA_START) not in (None, tokenizer.unk_token_id) and isinstance(
+    if tokenizer.convert_tokens_to_ids(wrappers[0]) not in (None, tokenizer.unk_token_id) and isinstance(
         model.get_input_embeddings(), NewRowsEmbedding
     ):
         raise ValueError("signal tokens were already added to this model")
-    tokenizer.add_tokens(new, special_tokens=True)
+    tokenizer.add_tokens(new, special_tokens=not legacy)
     for t in new:
         ids = tokenizer(t, add_special_tokens=False)["input_ids"]
         if len(ids) != 1:
@@ -136,8 +146,8 @@ def add_signal_tokens(model, tokenizer, signal: SignalTokenConfig) -> SignalToke
     return SignalTokens(
         ids=ids,
         tokens=tokens,
-        media_start=tokenizer.convert_tokens_to_ids(MEDIA_START),
-        media_end=tokenizer.convert_tokens_to_ids(MEDIA_END),
+        media_start=tokenizer.convert_tokens_to_ids(wrappers[0]),
+        media_end=tokenizer.convert_tokens_to_ids(wrappers[1]),
         first_new_id=first_new,
     )
 

@@ -5,7 +5,8 @@ Everything is computed from shapes (parameter counts from the empty full-size bu
 `scaling.params`), never by loading weights. The model, stated so that a measurement can correct it:
 
 * weights: parameters x bytes of their dtype. Only the LLM can be quantized (int8 / int4 through
-  bitsandbytes); int4 adds 1 byte of scales per 64 weights (NF4 with double quantisation).
+  bitsandbytes), and only its decoder layers (the embedding and the LM head stay 16-bit); int4
+  adds 1 byte of scales per 64 weights (NF4 with double quantisation).
 * what trains (stage 1: input projector; 2: output projectors + signal rows; 3: those + LoRA):
   an fp32 master copy, its gradient and AdamW's two moments = 16 bytes per parameter.
 * LLM activations in training (every stage backpropagates through the LLM: the input projector
@@ -19,7 +20,8 @@ Everything is computed from shapes (parameter counts from the empty full-size bu
   stays on the GPU and the decoders take turns (`Decoders.only`), so the largest decoder counts.
 * decoder working memory (rough; diffusers with PyTorch SDPA, no attention maps kept): the UNet's
   top-level feature maps, 2 (guidance) x frames x latent pixels x 320 channels x 2 bytes x 24
-  tensors, and the VAE decoding every frame at once, frames x pixels x 128 channels x 2 bytes x 6.
+  tensors, and the VAE decoding one frame at a time (`decoders.load_pipeline` turns on the VAE's
+  slicing), pixels x 128 channels x 2 bytes x 6.
 * a CUDA context of about 0.5 GB.
 
 CPU memory: the parts kept off the GPU (the other decoders in inference), in 16-bit.
@@ -27,7 +29,9 @@ CPU memory: the parts kept off the GPU (the other decoders in inference), in 16-
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from nextgpt_mini.config import ProfileConfig
 from nextgpt_mini.constants import MODALITIES, STAGES
@@ -115,14 +119,29 @@ def _decoder_working(profile: ProfileConfig, modality: str) -> float:
     else:
         frames, h, w = max(d.num_frames, 1), d.height, d.width
     unet = 2 * frames * (h // 8) * (w // 8) * 320 * 2 * 24
-    vae = frames * h * w * 128 * 2 * 6
+    vae = h * w * 128 * 2 * 6  # one frame: the VAE decodes in slices
     return float(unet + vae)
 
 
-def plan(profile: ProfileConfig | str, stage: str | None = None, dtype: str = "fp16", gpu_gb: float = 15.0,
+def saved_profile(folder) -> ProfileConfig:
+    """The profile recorded in a saved system folder's config.json (`NextGPT.save_pretrained`,
+    `nextgpt-mini import-nextgpt`), for planning it without loading anything."""
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder}: no config.json (expected a folder written by save_pretrained or import-nextgpt)")
+    try:
+        return ProfileConfig.from_dict(json.loads(path.read_text())["profile"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: not a nextgpt-mini config ({type(err).__name__}: {err})") from None
+
+
+def plan(profile: ProfileConfig | str, stage: str | None = None, dtype: str | None = None, gpu_gb: float = 15.0,
          checkpointing: bool | None = None, batch_size: int | None = None) -> Plan:
-    """The memory plan of `profile` for `stage` ("1", "2", "3") or inference (stage None)."""
+    """The memory plan of `profile` for `stage` ("1", "2", "3") or inference (stage None). `dtype`
+    of the LLM's weights: default what the profile loads (int4 / int8 with llm.load_in_bits, else fp16)."""
     profile = load_profile(profile) if isinstance(profile, str) else profile
+    if dtype is None:
+        dtype = {4: "int4", 8: "int8"}.get(profile.llm.load_in_bits, "fp16")
     if dtype not in BYTES:
         raise ValueError(f"--dtype {dtype!r}: expected one of {', '.join(BYTES)}")
     if stage is not None and stage not in STAGES:
@@ -134,8 +153,13 @@ def plan(profile: ProfileConfig | str, stage: str | None = None, dtype: str = "f
     counts = component_counts(profile)
     half = BYTES["fp16"]
     items = [Item("CUDA context", CUDA_CONTEXT)]
-    llm_note = "quantized (bitsandbytes)" if dtype in ("int8", "int4") else ""
-    items.append(Item(f"LLM weights ({dtype})", counts["LLM"] * BYTES[dtype], note=llm_note))
+    if dtype in ("int8", "int4"):
+        # bitsandbytes quantizes the decoder layers' Linears only: the embedding and the LM head stay 16-bit
+        rows = 2 * profile.llm.vocab_size * profile.llm.hidden_size
+        items.append(Item(f"LLM weights ({dtype})", (counts["LLM"] - rows) * BYTES[dtype] + rows * half,
+                          note="quantized (bitsandbytes); embedding and LM head fp16"))
+    else:
+        items.append(Item(f"LLM weights ({dtype})", counts["LLM"] * BYTES[dtype]))
     if stage is None:
         items.append(Item("ImageBind (fp16)", counts["ImageBind"] * half))
         small = counts["input projector"] + counts["output projectors"] + counts["signal-token rows"] + counts["LoRA"]
