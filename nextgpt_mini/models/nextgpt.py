@@ -172,6 +172,13 @@ class NextGPT(nn.Module):
         self.llm = apply_lora(self.llm, self.profile.lora)
         return True
 
+    def enable_gradient_checkpointing(self) -> None:
+        """Keep only each LLM layer's input for the backward pass and recompute the rest there
+        (`train.gradient_checkpointing`, which the colab profile sets and the memory planner
+        counts): every stage backpropagates through the frozen LLM. Non-reentrant, so gradients
+        reach the soft tokens and signal rows below a frozen layer."""
+        self.llm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+
     # ---------------------------------------------------------------- training interface
     def trainable_groups(self) -> dict[str, list[nn.Parameter]]:
         groups = {

@@ -8,7 +8,10 @@ Everything is computed from shapes (parameter counts from the empty full-size bu
   bitsandbytes), and only its decoder layers (the embedding and the LM head stay 16-bit); int4
   adds 1 byte of scales per 64 weights (NF4 with double quantisation).
 * what trains (stage 1: input projector; 2: output projectors + signal rows; 3: those + LoRA):
-  an fp32 master copy, its gradient and AdamW's two moments = 16 bytes per parameter.
+  an fp32 master copy and AdamW's two moments, 12 bytes per parameter, and an fp32 gradient,
+  4 bytes, except for the output projectors of the modalities a batch does not hold (a stage-2 or
+  stage-3 batch holds one, so at most the largest projector has gradients; the trainer frees
+  gradients after each step).
 * LLM activations in training (every stage backpropagates through the LLM: the input projector
   sits below it and the signal rows feed it): per layer s*b*h*(34 + 5*a*s/h) bytes in 16-bit
   (Korthikanti et al., 2022), or, with gradient checkpointing, 2*s*b*h bytes per layer plus one
@@ -36,7 +39,7 @@ from pathlib import Path
 from nextgpt_mini.config import ProfileConfig
 from nextgpt_mini.constants import MODALITIES, STAGES
 from nextgpt_mini.profiles import load_profile
-from nextgpt_mini.scaling.params import decoder_counts, full_size_table
+from nextgpt_mini.scaling.params import decoder_counts, full_size_table, output_projector_count
 from nextgpt_mini.training.stages import STAGE_TRAINS
 
 BYTES = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "int8": 1.0, "int4": 0.5 + 1 / 64}
@@ -179,8 +182,12 @@ def plan(profile: ProfileConfig | str, stage: str | None = None, dtype: str | No
         group_rows = {"input_projector": "input projector", "output_projectors": "output projectors",
                       "signal_rows": "signal-token rows", "lora": "LoRA"}
         trained = sum(counts[group_rows[g]] for g in trains)
-        items.append(Item("trained parameters (fp32 + grad + AdamW)", trained * TRAINABLE_BYTES,
-                          note=", ".join(trains)))
+        items.append(Item("trained parameters (fp32 + AdamW)", trained * (TRAINABLE_BYTES - 4), note=", ".join(trains)))
+        idle = 0  # output projectors a one-modality batch leaves without gradients
+        if "output_projectors" in trains:
+            idle = counts["output projectors"] - max(output_projector_count(profile, m) for m in MODALITIES)
+        items.append(Item("their gradients (fp32)", (trained - idle) * 4,
+                          note="one modality's output projector per batch" if idle else ""))
         untrained = sum(counts[r] for g, r in group_rows.items() if g not in trains and r != "LoRA")
         items.append(Item("other projectors (fp32)", untrained * BYTES["fp32"]))
         cfg = profile.train.for_stage(stage)

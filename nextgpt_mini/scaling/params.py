@@ -90,10 +90,10 @@ def full_size_table_with_decoders(profile: ProfileConfig | str = "paper", stage:
     return full_size_table(profile, stage) + [Row(name, n, 0) for name, n in decoder_counts(profile).items()]
 
 
-def output_projector_count(profile: ProfileConfig) -> int:
-    """The three output projectors' parameters, counted on the meta device (no memory)."""
+def output_projector_count(profile: ProfileConfig, modality: str | None = None) -> int:
+    """The output projectors' parameters (all three, or one modality's), counted on the meta device."""
     with torch.device("meta"):
-        return sum(p.numel() for m in MODALITIES
+        return sum(p.numel() for m in ([modality] if modality else MODALITIES)
                    for p in OutputProjector(profile.llm.hidden_size, profile.projector(m),
                                             getattr(profile.signal_tokens, m)).parameters())
 
