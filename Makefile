@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.installed-stamp
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb)) $(sort $(wildcard solutions/*.ipynb))
 
-.PHONY: demo test test-fast test-web lab notebooks bench samples lint clean
+.PHONY: dry-run demo test test-fast test-web lab notebooks bench samples lint clean
 
 $(PY):
 	$(PYTHON) -m venv --system-site-packages $(VENV)
@@ -28,11 +28,16 @@ demo: $(STAMP)
 	$(VENV)/bin/nextgpt-mini demo
 
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m pytest tests/ -q
+	HF_HUB_OFFLINE=1 $(PY) -m pytest tests/ -q --ignore=tests/dry_run
 	HF_HUB_OFFLINE=1 $(PY) -m pytest --nbval-lax --nbval-current-env -q $(NOTEBOOKS)
 
 test-fast: $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) -m pytest tests/ -q -m "not slow"
+	HF_HUB_OFFLINE=1 $(PY) -m pytest tests/ -q -m "not slow" --ignore=tests/dry_run
+
+# the colab and paper profiles end to end on the CPU from a hub-shaped cache of random weights
+# (benchmarks/dry_run_cache.py: 10 GB under $$NEXTGPT_DRY_RUN_DIR, default /tmp/nextgpt-dry-run, removed after)
+dry-run: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest tests/dry_run -q
 
 # the web demo alone: its checks, a served page driven by Chromium, 20 clients at once
 test-web: $(STAMP)

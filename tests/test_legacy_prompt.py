@@ -18,6 +18,7 @@ from nextgpt_mini.models.signal_tokens import LEGACY_WRAPPERS, add_signal_tokens
 from nextgpt_mini.prompts import dialogue_segments, legacy_encode, tokenize_segments
 
 DATA = Path(__file__).parent / "data"
+STAND_IN = Path(__file__).resolve().parents[1] / "configs" / "hub" / "stand-ins" / "llama_sentencepiece.model"
 FIXTURE = json.loads((DATA / "legacy_tokenizer_ids.json").read_text())
 # what Vicuna v0's folder holds besides the weights (FastChat's apply_delta saves the LLaMA-1 tokenizer)
 V0_TOKENIZER_CONFIG = {"tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
@@ -28,7 +29,7 @@ def v0_shaped(folder: Path) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     folder.mkdir()
-    (folder / "tokenizer.model").write_bytes((DATA / "llama_standin.model").read_bytes())
+    (folder / "tokenizer.model").write_bytes((STAND_IN).read_bytes())
     (folder / "tokenizer_config.json").write_text(json.dumps(V0_TOKENIZER_CONFIG))
     config = LlamaConfig(vocab_size=400, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
                          num_key_value_heads=2)

@@ -6,7 +6,7 @@ Run with transformers 4.29.2 (the original's pin) in a separate environment, nev
     /tmp/tf429/bin/python tests/data/make_legacy_tokenizer_fixture.py
 
 It loads the slow LlamaTokenizer (use_fast=False, as anyToImageVideoAudio.py does) over
-llama_standin.model (a 400-piece SentencePiece model trained with LLaMA's settings: BPE, byte
+configs/hub/stand-ins/llama_sentencepiece.model (a 400-piece SentencePiece model trained with LLaMA's settings: BPE, byte
 fallback, dummy prefix, whitespace kept; real LLaMA ids differ, the rules are the same), adds the
 tokens in the original's order and calls (`add_tokens({"<Img>"})`: a set, so the token is the text
 "{'<Img>'}"), and records the ids of each segment text the original passes to the tokenizer on its
@@ -24,7 +24,7 @@ SIG = {"image": [f"[IMG{i}]" for i in range(4)], "video": [f"[VID{i}]" for i in 
 
 
 def original_tokenizer():
-    tok = LlamaTokenizer(vocab_file=str(HERE / "llama_standin.model"))
+    tok = LlamaTokenizer(vocab_file=str(HERE.parents[1] / "configs" / "hub" / "stand-ins" / "llama_sentencepiece.model"))
     tok.add_tokens({"<Img>"})  # the released checkpoint's code, before commit 8f8af85
     tok.add_tokens({"</Img>"})
     for m in ("image", "video", "audio"):
