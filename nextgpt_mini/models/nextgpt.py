@@ -77,22 +77,11 @@ class NextGPT(nn.Module):
         checkpoint from another profile fails here with the first mismatch named.
         """
         path = trained_weights_file(checkpoint)
-        try:
-            weights = load_file(path)
-        except (SafetensorError, OSError) as e:
-            raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
+        weights = read_safetensors(path)
         if any("lora_" in name for name in weights):
             self.enable_lora()  # a stage-3 checkpoint: the adapters must exist to receive it
-        own = dict(self.named_parameters())
-        for name, tensor in weights.items():
-            if name not in own:
-                raise ValueError(f"{path}: {name!r} is not a parameter of this model (another profile or stage?)")
-            if own[name].shape != tensor.shape:
-                raise ValueError(f"{path}: {name} has shape {tuple(tensor.shape)}, this model expects {tuple(own[name].shape)} (another profile?)")
-        with torch.no_grad():
-            for name, tensor in weights.items():
-                own[name].copy_(tensor)
-        return sorted(weights)
+        return copy_checked(path, weights, dict(self.named_parameters()), "a parameter",
+                            " (another profile or stage?)", " (another profile?)")
 
     # ---------------------------------------------------------------- the whole system
     def generate(self, prompt: str, media: list | None = None, **kwargs):
@@ -146,20 +135,8 @@ class NextGPT(nn.Module):
         """Replace the frozen LLM's own vocabulary rows (the `old_rows` buffers of the embedding and
         the LM head) with a file's: NExT-GPT's released checkpoint trained them, unlike our stages
         (`models/import_nextgpt.py`). Names and shapes must match, as in `load_trained`."""
-        try:
-            rows = load_file(path)
-        except (SafetensorError, OSError) as e:
-            raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
-        own = dict(self.named_buffers())
-        for name, tensor in rows.items():
-            if not name.endswith(".old_rows") or name not in own:
-                raise ValueError(f"{path}: {name!r} is not a frozen vocabulary matrix of this model")
-            if own[name].shape != tensor.shape:
-                raise ValueError(f"{path}: {name} has shape {tuple(tensor.shape)}, this model expects {tuple(own[name].shape)}")
-        with torch.no_grad():
-            for name, tensor in rows.items():
-                own[name].copy_(tensor)
-        return sorted(rows)
+        own = {n: b for n, b in self.named_buffers() if n.endswith(".old_rows")}
+        return copy_checked(path, read_safetensors(path), own, "a frozen vocabulary matrix")
 
     def enable_lora(self) -> bool:
         """Wrap the LLM with the profile's LoRA adapters (peft), once; True if it did so now.
@@ -289,6 +266,29 @@ class NextGPT(nn.Module):
         """Mean NLL of each example's answer tokens: [B]. Padding-independent by construction."""
         batch = self.on_device(batch)
         return per_example_nll(self.llm_forward(batch).logits, batch["labels"])
+
+
+def read_safetensors(path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
+
+
+def copy_checked(path, tensors: dict[str, torch.Tensor], own: dict[str, torch.Tensor], kind: str,
+                 missing_hint: str = "", shape_hint: str = "") -> list[str]:
+    """Copy a file's tensors into this model's (`own`: name -> tensor), after checking every name
+    and shape, so that a file of another profile changes nothing and names its first mismatch."""
+    for name, tensor in tensors.items():
+        if name not in own:
+            raise ValueError(f"{path}: {name!r} is not {kind} of this model{missing_hint}")
+        if own[name].shape != tensor.shape:
+            raise ValueError(f"{path}: {name} has shape {tuple(tensor.shape)}, this model expects "
+                             f"{tuple(own[name].shape)}{shape_hint}")
+    with torch.no_grad():
+        for name, tensor in tensors.items():
+            own[name].copy_(tensor)
+    return sorted(tensors)
 
 
 def trained_weights_file(checkpoint) -> Path:
