@@ -70,15 +70,32 @@ def load_pipeline(modality: str, cfg: DecoderConfig, dtype: torch.dtype = torch.
     diffusers 0.42 lists TextToVideoSDPipeline and AudioLDMPipeline as deprecated (no new
     features; hence the upper bound on diffusers in pyproject.toml). They still work, and they are
     what NExT-GPT uses, so their notice is silenced while loading.
+
+    diffusers also logs an *error* for every component of a repository whose main branch has no
+    safetensors (Zeroscope, AudioLDM-l: .bin only) before it loads the .bin as it should; that line
+    is dropped too (`BinFallbackNotice`). Failures still raise.
     """
+    import logging
+
     from diffusers.utils import logging as diffusers_logging
 
     level = diffusers_logging.get_verbosity()
     diffusers_logging.set_verbosity_error()
+    models_logger, notice = logging.getLogger("diffusers.models.modeling_utils"), BinFallbackNotice()
+    models_logger.addFilter(notice)
     try:
         return _load_pipeline(modality, cfg, dtype)
     finally:
+        models_logger.removeFilter(notice)
         diffusers_logging.set_verbosity(level)
+
+
+class BinFallbackNotice:
+    """A logging filter: drops diffusers' "An error occurred while trying to fetch ..." for a
+    missing safetensors file, which it logs before loading the .bin file that is there."""
+
+    def filter(self, record) -> bool:
+        return not record.getMessage().startswith("An error occurred while trying to fetch")
 
 
 def _load_pipeline(modality: str, cfg: DecoderConfig, dtype: torch.dtype):
