@@ -200,15 +200,16 @@ def test_an_existing_folder_is_not_overwritten(tmp_path, capsys):
 
 
 def test_the_memory_plan_of_the_import_in_4_bits_fits_a_t4(tmp_path, capsys):
-    from nextgpt_mini.scaling.memory import plan, saved_profile
+    from nextgpt_mini.models.nextgpt import read_saved_config
+    from nextgpt_mini.scaling.memory import plan
 
     folder = tmp_path / "sys"
     folder.mkdir()
     p = released_profile()
     p.llm.load_in_bits = 4
     (folder / "config.json").write_text(json.dumps({"format": "nextgpt-mini", "version": 1, "lora": True, "profile": p.to_dict()}))
-    got = plan(saved_profile(folder))
+    got = plan(read_saved_config(folder)[1])
     assert got.dtype == "int4" and got.fits  # llm.load_in_bits=4 is what the plan reads
-    assert plan(saved_profile(folder), dtype="fp16").gpu_total > got.gpu_total + 8 * 1024**3  # 7 B in 16-bit does not
+    assert plan(read_saved_config(folder)[1], dtype="fp16").gpu_total > got.gpu_total + 8 * 1024**3  # 7 B in 16-bit does not
     assert main(["memory", "--checkpoint", str(folder), "--inference"]) == 0
     assert "LLM in int4" in capsys.readouterr().out

@@ -74,9 +74,7 @@ def test_the_template_is_the_originals_training_format(legacy):
                                       "Here it is.[IMG0] [IMG1] [IMG2] [IMG3]\n###"]
     assert [s.train for s in segs] == [False, False, False, True, False, True] and segs[1].media == 0
     ex = tokenize_segments(segs, tok, 512, signal_ids=signal.ids)
-    expect = [tok.bos_token_id]
-    for text in ("### Human: <Img>",):
-        expect += FIXTURE["ids"][FIXTURE["texts"].index(text)]
+    expect = [tok.bos_token_id] + FIXTURE["ids"][FIXTURE["texts"].index("### Human: <Img>")]
     assert ex.input_ids[:len(expect)] == expect and ex.media_positions == [len(expect)]
     tail = FIXTURE["ids"][FIXTURE["texts"].index("Here it is.[IMG0] [IMG1] [IMG2] [IMG3]\n###")]
     assert ex.input_ids[-len(tail):] == tail and ex.labels[-len(tail):] == tail

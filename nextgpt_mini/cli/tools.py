@@ -82,11 +82,12 @@ def add_params_parser(sub) -> None:
 
 def cmd_memory(args) -> int:
     """Estimate GPU and CPU memory for inference or a training stage, and whether it fits."""
-    from nextgpt_mini.scaling.memory import format_plan, plan, saved_profile
+    from nextgpt_mini.models.nextgpt import read_saved_config
+    from nextgpt_mini.scaling.memory import format_plan, plan
 
     if (args.stage is None) == (not args.inference):
         raise ValueError("give exactly one of --stage 1|2|3 and --inference")
-    profile = saved_profile(args.checkpoint) if args.checkpoint else profile_of(args)
+    profile = read_saved_config(args.checkpoint)[1] if args.checkpoint else profile_of(args)
     print(format_plan(plan(profile, stage=args.stage, dtype=args.dtype, gpu_gb=args.gpu_gb,
                            batch_size=args.batch_size)))
     return 0

@@ -115,14 +115,7 @@ class NextGPT(nn.Module):
         """A system saved by `save_pretrained`: its profile's frozen parts plus the trained weights.
         `folder` may be "package:tiny_system", the trained tiny system shipped with the package."""
         folder = asset_path(folder) if str(folder).startswith("package:") else Path(folder)
-        path = folder / "config.json"
-        if not path.is_file():
-            raise FileNotFoundError(f"{folder}: no config.json (expected a folder written by NextGPT.save_pretrained)")
-        try:
-            config = json.loads(path.read_text())
-            profile = ProfileConfig.from_dict(config["profile"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"{path}: not a nextgpt-mini config ({type(err).__name__}: {err})") from None
+        config, profile = read_saved_config(folder)
         model = cls.from_profile(profile)
         if config.get("lora"):
             model.enable_lora()
@@ -266,6 +259,20 @@ class NextGPT(nn.Module):
         """Mean NLL of each example's answer tokens: [B]. Padding-independent by construction."""
         batch = self.on_device(batch)
         return per_example_nll(self.llm_forward(batch).logits, batch["labels"])
+
+
+def read_saved_config(folder) -> tuple[dict, ProfileConfig]:
+    """A saved system folder's config.json (`NextGPT.save_pretrained`, `nextgpt-mini import-nextgpt`)
+    and the profile it records; one-line errors for a missing or damaged file."""
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder}: no config.json (expected a folder written by NextGPT.save_pretrained "
+                                "or nextgpt-mini import-nextgpt)")
+    try:
+        config = json.loads(path.read_text())
+        return config, ProfileConfig.from_dict(config["profile"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: not a nextgpt-mini config ({type(err).__name__}: {err})") from None
 
 
 def read_safetensors(path) -> dict[str, torch.Tensor]:

@@ -32,9 +32,7 @@ CPU memory: the parts kept off the GPU (the other decoders in inference), in 16-
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from nextgpt_mini.config import ProfileConfig
 from nextgpt_mini.constants import MODALITIES, STAGES
@@ -124,18 +122,6 @@ def _decoder_working(profile: ProfileConfig, modality: str) -> float:
     unet = 2 * frames * (h // 8) * (w // 8) * 320 * 2 * 24
     vae = h * w * 128 * 2 * 6  # one frame: the VAE decodes in slices
     return float(unet + vae)
-
-
-def saved_profile(folder) -> ProfileConfig:
-    """The profile recorded in a saved system folder's config.json (`NextGPT.save_pretrained`,
-    `nextgpt-mini import-nextgpt`), for planning it without loading anything."""
-    path = Path(folder) / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{folder}: no config.json (expected a folder written by save_pretrained or import-nextgpt)")
-    try:
-        return ProfileConfig.from_dict(json.loads(path.read_text())["profile"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{path}: not a nextgpt-mini config ({type(err).__name__}: {err})") from None
 
 
 def plan(profile: ProfileConfig | str, stage: str | None = None, dtype: str | None = None, gpu_gb: float = 15.0,
