@@ -67,3 +67,21 @@ def test_course_package_stays_light():
             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('nextgpt_mini.course.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_readme_states_a_time_for_every_notebook_and_each_header_states_the_same(repo):
+    """The README table and the notebooks' headers state one time each; the root conftest.py holds
+    them against what nbval measures in `make test` (tests/_notebook_times.py)."""
+    from tests._notebook_times import LIMIT_S, header_time, problems, readme_times
+
+    stated = readme_times()
+    stems = {p.stem for folder in ("notebooks", "solutions") for p in (repo / folder).glob("*.ipynb")}
+    assert set(stated) == stems, sorted(stems ^ set(stated))
+    for path in sorted((repo / "notebooks").glob("*.ipynb")):
+        assert header_time(path) == stated[path.stem], (path.name, header_time(path), stated[path.stem])
+    assert all(s < LIMIT_S for s in stated.values())
+    # the rule can fail: too slow, too far from the stated time, unstated
+    assert problems({"02_input_projection_alignment": stated["02_input_projection_alignment"]}, stated) == []
+    assert len(problems({"02_input_projection_alignment": 61.0}, stated)) == 2
+    assert problems({"03_llm_lora_signal_tokens": 2 * stated["03_llm_lora_signal_tokens"] + 4}, stated)
+    assert problems({"11_new": 1.0}, stated) == ["11_new took 1.0 s and the README states no time for it"]

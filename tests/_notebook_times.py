@@ -1,0 +1,57 @@
+"""The notebooks' stated run times, and the rule a measured time must keep (issue 19: one source for times).
+
+The README's notebook table states each chapter's time and its solutions' time ("~35 s / ~32 s"); each
+notebook's header states the chapter's own ("| time, CPU ... | about 35 s to run ..."). Both must equal,
+and `make test` holds them against the time nbval actually takes to run each notebook, kernel start
+included (the root conftest.py): within 25 % (or 3 s, for the notebooks that take seconds, where the
+kernel start alone varies by that much), and never over 60 s.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+LIMIT_S = 60.0
+TOLERANCE = 0.25
+FLOOR_S = 3.0
+
+_ROW = re.compile(r"^\| (\d\d) \| \[(\w+)\]\(notebooks/\w+\.ipynb\) \|.*\| ~(\d+) s / ~(\d+) s \|", re.M)
+_HEADER = re.compile(r"\| time, CPU[^|]*\| about (\d+) s")
+
+
+def readme_times(readme: str | None = None) -> dict[str, float]:
+    """{notebook stem: stated seconds} from the README table, solutions notebooks included."""
+    readme = (REPO / "README.md").read_text() if readme is None else readme
+    times = {}
+    for _, stem, chapter_s, solutions_s in _ROW.findall(readme):
+        times[stem] = float(chapter_s)
+        times[f"{stem}_solutions"] = float(solutions_s)
+    return times
+
+
+def header_time(path: Path) -> float | None:
+    """The time a notebook's first cell states, or None where it states none."""
+    first = "".join(json.loads(path.read_text())["cells"][0]["source"])
+    m = _HEADER.search(first)
+    return float(m.group(1)) if m else None
+
+
+def agrees(stated: float, measured: float) -> bool:
+    return abs(measured - stated) <= max(TOLERANCE * stated, FLOOR_S)
+
+
+def problems(measured: dict[str, float], stated: dict[str, float]) -> list[str]:
+    """What is wrong with the measured times {stem: s}: over the limit, or not what is stated."""
+    out = []
+    for stem, s in sorted(measured.items()):
+        if s > LIMIT_S:
+            out.append(f"{stem} took {s:.1f} s, over the {LIMIT_S:.0f} s every notebook must keep")
+        if stem not in stated:
+            out.append(f"{stem} took {s:.1f} s and the README states no time for it")
+        elif not agrees(stated[stem], s):
+            out.append(f"{stem} took {s:.1f} s; the README states ~{stated[stem]:.0f} s "
+                       f"(allowed: {TOLERANCE:.0%} or {FLOOR_S:.0f} s)")
+    return out
