@@ -4,7 +4,8 @@ The README's notebook table states each chapter's time and its solutions' time (
 notebook's header states the chapter's own ("| time, CPU ... | about 35 s to run ..."). Both must equal,
 and `make test` holds them against the time nbval actually takes to run each notebook, kernel start
 included (the root conftest.py): within 25 % (or 3 s, for the notebooks that take seconds, where the
-kernel start alone varies by that much), and never over 60 s.
+kernel start alone varies by that much), and never over 60 s. benchmarks/update_notebook_times.py writes
+the last measured times into the README and the headers.
 """
 
 from __future__ import annotations

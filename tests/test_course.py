@@ -41,7 +41,7 @@ IMPORT = re.compile(r"^from nextgpt_mini\.course import (\w+) as exercises$", re
 
 
 def test_every_chapter_has_a_notebook_and_a_solutions_notebook():
-    chapters = [f"{n:02d}" for n in range(10)]
+    chapters = [f"{n:02d}" for n in range(11)]
     for folder in ("notebooks", "solutions"):
         assert sorted(p.name[:2] for p in NOTEBOOKS if p.parent.name == folder) == chapters, folder
 
@@ -85,3 +85,25 @@ def test_readme_states_a_time_for_every_notebook_and_each_header_states_the_same
     assert len(problems({"02_input_projection_alignment": 61.0}, stated)) == 2
     assert problems({"03_llm_lora_signal_tokens": 2 * stated["03_llm_lora_signal_tokens"] + 4}, stated)
     assert problems({"11_new": 1.0}, stated) == ["11_new took 1.0 s and the README states no time for it"]
+
+
+CHECK_CALL = re.compile(r"\bexercises\.ex(\d\d)_(\d)\(")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: f"{p.parent.name}/{p.name[:2]}")
+def test_committed_runs_show_each_stub_not_done_and_each_solution_ok(path):
+    """In the committed outputs (a clean top-to-bottom run): a chapter's every exercise cell says
+    "not done yet" (its stub is rejected) and the solutions notebook gets "ok" for every exercise."""
+    verdicts: dict[str, list[str]] = {}
+    for cell in json.loads(path.read_text())["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        printed = "".join("".join(o["text"]) for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+        for chapter, k in CHECK_CALL.findall("".join(cell["source"])):
+            verdicts[f"{chapter}.{k}"] = re.findall(rf"^exercise {chapter}\.{k}: (.*)$", printed, re.M)
+    assert verdicts, f"{path.name} calls no exercise checks"
+    for exercise, said in verdicts.items():
+        if path.parent.name == "notebooks":
+            assert said == ["not done yet"], (path.name, exercise, said)
+        else:
+            assert "ok" in said, (path.name, exercise, said)

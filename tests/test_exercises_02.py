@@ -13,7 +13,8 @@ from nextgpt_mini.training.stage1 import CaptionBatches
 
 
 def verdicts(capsys) -> list[str]:
-    return [line.split(": ", 1)[1][:7] for line in capsys.readouterr().out.splitlines()]
+    out = capsys.readouterr().out.splitlines()
+    return [line.split(": ", 1)[1][:7] for line in out if line.startswith("exercise ")]
 
 
 @pytest.fixture(scope="module")

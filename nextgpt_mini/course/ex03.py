@@ -1,6 +1,6 @@
 """Chapter 03: exercise checks for notebooks/03_llm_lora_signal_tokens.ipynb.
 
-The checks: signal-token pieces, the colab LoRA count, the hidden states at the signal span.
+The checks: signal-token pieces, the colab LoRA count, the LM head with trainable new rows (a component).
 Each `ex03_k(answer)` prints "ok", "not done yet" or what is still wrong (see `course.check`);
 the solutions notebook runs the same checks and must print "ok".
 """
@@ -37,19 +37,26 @@ def ex03_2(colab_lora) -> None:
     check("03.2", colab_lora, test)
 
 
-def ex03_3(signal_states, llm, example) -> None:
-    """signal_states(llm, example) -> {modality: hidden + embedding at the signal span}."""
+def ex03_3(head_class, llm, signal) -> None:
+    """head_class(weight, first_new): the LM head with frozen old rows (a buffer) and trainable new
+    rows (fp32), logits [.., V] for hidden [.., H], equal to the package's `NewRowsLMHead`."""
 
-    def test(fn):
-        got = fn(llm, example)
-        if got is None:
-            raise NotImplementedError
-        ids = torch.tensor([example.input_ids])
+    def test(cls):
+        package = llm.get_output_embeddings()
+        mine = cls(package.weight.detach().clone(), signal.first_new_id)
+        trainable = [n for n, p in mine.named_parameters() if p.requires_grad]
+        n_new = package.weight.shape[0] - signal.first_new_id
+        assert [tuple(p.shape) for p in mine.parameters()] == [(n_new, package.weight.shape[1])], (
+            f"trainable {trainable}: only the {n_new} new rows should be parameters (the old rows a buffer)")
+        assert next(mine.parameters()).dtype == torch.float32, "keep the new rows in fp32"
+        hidden = torch.randn(2, 3, package.weight.shape[1], generator=torch.Generator().manual_seed(3))
+        logits = mine(hidden)
+        assert tuple(logits.shape) == (2, 3, package.weight.shape[0]), (
+            f"logits {tuple(logits.shape)}: one per vocabulary row, old and new, expected {(2, 3, package.weight.shape[0])}")
         with torch.no_grad():
-            out = llm(ids, output_hidden_states=True)
-            embeds = llm.get_input_embeddings()(ids)[0]
-        assert set(got) == {m for m, _, _ in example.signal_spans}, f"modalities {sorted(got)}"
-        for m, s, e in example.signal_spans:
-            torch.testing.assert_close(got[m], out.hidden_states[-1][0, s:e] + embeds[s:e])
+            torch.testing.assert_close(logits.detach(), package(hidden))
+        logits[..., signal.first_new_id:].sum().backward()
+        grad = next(mine.parameters()).grad
+        assert grad is not None and grad.abs().sum() > 0, "no gradient reaches the new rows"
 
-    check("03.3", signal_states, test)
+    check("03.3", head_class, test)

@@ -7,6 +7,8 @@ the solutions notebook runs the same checks and must print "ok".
 
 from __future__ import annotations
 
+import torch
+
 from nextgpt_mini.course import check
 from nextgpt_mini.training.stage3 import dialogue_example
 
@@ -34,11 +36,18 @@ def ex06_2(dialogue, model) -> None:
     check("06.2", dialogue, test)
 
 
-def ex06_3(losses) -> None:
-    """(loss with video weight 2, loss with weight 0) on one T->V batch."""
+def ex06_3(losses, model, batch) -> None:
+    """(loss with video weight 2, loss with weight 0) on one T->V batch: half their difference must
+    be the batch's video distance, which the check measures itself."""
 
     def test(pair):
         with_video, without_video = (float(x) for x in pair)
+        with torch.no_grad():
+            out = model.stage_loss(batch, "3")
+        assert "video_distance" in out, "that batch produces no video: use the T->V batch"
+        d = float(out["video_distance"])
         assert with_video > without_video, "with the video distance weighted in, the loss must be larger"
+        got = (with_video - without_video) / 2
+        assert abs(got - d) <= 1e-4 * max(1.0, d), f"half the difference is {got:.4f}; the batch's video distance is {d:.4f}"
 
     check("06.3", None if losses is None or None in tuple(losses) else losses, test)

@@ -1,15 +1,18 @@
 """Chapter 08: exercise checks for notebooks/08_scaling_up.ipynb.
 
-The checks: stage 1's share, the largest batch that fits, Vicuna-7B's LoRA count.
+The checks: stage 1's share, the largest batch that fits, a LoRA counter for any LLaMA-family config (a component).
 Each `ex08_k(answer)` prints "ok", "not done yet" or what is still wrong (see `course.check`);
 the solutions notebook runs the same checks and must print "ok".
 """
 
 from __future__ import annotations
 
+from nextgpt_mini.config import LoRAConfig
 from nextgpt_mini.course import check
+from nextgpt_mini.models.llm import build_empty_llm, lora_parameter_count
+from nextgpt_mini.profiles import load_profile
 from nextgpt_mini.scaling.memory import plan
-from nextgpt_mini.scaling.params import full_size_table, full_size_table_with_decoders
+from nextgpt_mini.scaling.params import full_size_table_with_decoders
 
 
 def ex08_1(share) -> None:
@@ -34,11 +37,22 @@ def ex08_2(batch) -> None:
     check("08.2", batch, test)
 
 
-def ex08_3(count) -> None:
-    """Vicuna-7B's LoRA parameters with r = 32 on q, k, v and o, by hand."""
+ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
-    def test(value):
-        lora = {r.module: r.total for r in full_size_table("paper")}["LoRA"]
-        assert int(value) == lora, f"{value} != {lora:,}: r x (in + out) per projection, 4 per layer, 32 layers"
 
-    check("08.3", count, test)
+def ex08_3(lora_count) -> None:
+    """lora_count(config, r, targets) -> LoRA parameters of a LLaMA-family `config` (transformers'
+    LlamaConfig: grouped-query attention and the MLP included) with rank r on the `targets` layers."""
+
+    def test(fn):
+        cases = [("paper", 32, ALL_LINEAR[:4]), ("paper", 32, ALL_LINEAR), ("colab", 8, ALL_LINEAR[:4]), ("colab", 16, ALL_LINEAR)]
+        for name, r, targets in cases:
+            llm = build_empty_llm(load_profile(name).llm)
+            got = fn(llm.config, r, list(targets))
+            if got is None:
+                raise NotImplementedError
+            want = lora_parameter_count(llm, LoRAConfig(r=r, target_modules=list(targets)))
+            assert int(got) == want, (f"{name} ({llm.config.num_key_value_heads} key/value heads of "
+                                      f"{llm.config.num_attention_heads}), r={r}, {targets}: {int(got):,} != {want:,}")
+
+    check("08.3", lora_count, test)

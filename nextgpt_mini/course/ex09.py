@@ -1,6 +1,6 @@
 """Chapter 09: exercise checks for notebooks/09_evaluation.ipynb.
 
-The checks: the CLIP score by hand, FID against sample size, text retrieval.
+The checks: the CLIP score by hand, the Kernel Inception Distance (a component), the toy suite's oracle: the nearest caption of a conditioning.
 Each `ex09_k(answer)` prints "ok", "not done yet" or what is still wrong (see `course.check`);
 the solutions notebook runs the same checks and must print "ok".
 """
@@ -10,9 +10,8 @@ from __future__ import annotations
 import torch
 
 from nextgpt_mini.course import check
-from nextgpt_mini.evaluation.metrics import clip_score, frechet_distance
-from nextgpt_mini.tiny import world as tw
-from nextgpt_mini.tiny.render import render
+from nextgpt_mini.evaluation.metrics import clip_score
+from nextgpt_mini.losses import distance
 
 
 def ex09_1(clip_score_fn) -> None:
@@ -34,38 +33,51 @@ def ex09_1(clip_score_fn) -> None:
     check("09.1", clip_score_fn, test)
 
 
-def ex09_2(fids, features) -> None:
-    """{n: FID between two independent samples of n held-out toy images (seeds 1 and 2)} for n = 10, 40."""
-
-    def test(value):
-        assert set(value) == {10, 40}, f"keys {sorted(value)}: expected 10 and 40"
-
-        def feats(n, seed):
-            return features.fid_images([render(it, it.seed) for it in tw.sample_items("image", n, seed=seed, split="test")])
-
-        for n in (10, 40):
-            expected = frechet_distance(feats(n, 1), feats(n, 2))
-            assert abs(float(value[n]) - expected) < 1e-3 * max(expected, 1), f"n={n}: {value[n]} != {expected:.4f}"
-        assert value[10] > value[40], "with these samples FID should fall as n grows"
-
-    check("09.2", fids, test)
-
-
-def ex09_3(retrieval_fn) -> None:
-    """retrieval_fn(media [N, D], texts [N, D]) -> float in [0, 1]: the share of items whose most
-    similar text (cosine) is their own. A conditional metric: FID cannot see a swapped pair."""
+def ex09_2(kid_fn) -> None:
+    """kid_fn(x [n, d], y [n, d]) -> float: the Kernel Inception Distance, the unbiased MMD^2 with
+    the kernel k(a, b) = (a.b / d + 1)^3, for two equally large sets (torchmetrics' `poly_mmd`)."""
 
     def test(fn):
-        g = torch.Generator().manual_seed(3)
-        texts = torch.randn(12, 6, generator=g)
-        if fn(texts * 2.0, texts) is None:  # the stub
-            raise NotImplementedError
-        assert abs(float(fn(texts * 2.0, texts)) - 1.0) < 1e-6, "identical directions: every item finds its own text"
-        swapped = texts[[1, 0, *range(2, 12)]]
-        assert abs(float(fn(swapped, texts)) - 10 / 12) < 1e-6, "two swapped items: 10 of 12 right"
-        media = torch.randn(12, 6, generator=g)
-        expected = float(((torch.nn.functional.normalize(media, dim=-1) @ torch.nn.functional.normalize(texts, dim=-1).T)
-                          .argmax(1) == torch.arange(12)).float().mean())
-        assert abs(float(fn(media, texts)) - expected) < 1e-6, "compare each item with every text, not only its own"
+        from torchmetrics.image.kid import poly_mmd
 
-    check("09.3", retrieval_fn, test)
+        g = torch.Generator().manual_seed(2)
+        x, y = torch.randn(10, 6, generator=g, dtype=torch.float64), torch.randn(10, 6, generator=g, dtype=torch.float64) + 0.3
+        got = fn(x, y)
+        if got is None:
+            raise NotImplementedError
+        want = float(poly_mmd(x, y))
+
+        def k(a, b):
+            return (a @ b.T / a.shape[1] + 1) ** 3
+
+        biased = float(k(x, x).mean() + k(y, y).mean() - 2 * k(x, y).mean())
+        assert abs(float(got) - biased) > 1e-6, "that is the biased estimate: leave out each sample's kernel with itself"
+        assert abs(float(got) - want) < 1e-6 * max(1.0, abs(want)), f"{float(got):.6f} != {want:.6f}"
+
+    check("09.2", kid_fn, test)
+
+
+def ex09_3(nearest_fn) -> None:
+    """nearest_fn(pred, targets, captions) -> for each row of pred, the caption whose target is
+    nearest by the per-token L2 distance (pred [N, Q, D] or [N, D]; targets likewise, M rows)."""
+
+    def test(fn):
+        g = torch.Generator().manual_seed(4)
+        targets = torch.randn(7, 5, 3, generator=g)
+        captions = [f"caption {k}" for k in range(7)]
+        order = [3, 0, 6, 6, 1]
+        pred = targets[order] + 0.05 * torch.randn(5, 5, 3, generator=g)
+        got = fn(pred, targets, captions)
+        if got is None:
+            raise NotImplementedError
+        assert list(got) == [captions[k] for k in order], f"{list(got)}"
+        # [2.9, 0.1] points almost exactly like "east" but lies nearer, in L2, to "far east-north-east"
+        compass = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]], [[2.6, 1.2]]])
+        names = ["east", "north", "far east-north-east"]
+        want = names[int(distance(torch.tensor([[[2.9, 0.1]]]).expand(3, -1, -1), compass, "l2").argmin())]
+        assert list(fn(torch.tensor([[[2.9, 0.1]]]), compass, names)) == [want], (
+            "nearest by the per-token L2 distance, not by direction (cosine)")
+        flat = fn(targets[[4, 1], 0], targets[:, 0], captions)  # AudioLDM-shaped: one vector per item
+        assert list(flat) == [captions[4], captions[1]], "one vector per item ([N, D]) should work too"
+
+    check("09.3", nearest_fn, test)
