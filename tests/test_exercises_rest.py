@@ -1,6 +1,8 @@
 """Chapters 03, 05, 07, 08 and 09: each component exercise's check rejects the stub and a
 plausible wrong answer, and accepts a right one (as chapter 01's, 02's, 04's, 06's and 10's tests do)."""
 
+import inspect
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -71,6 +73,8 @@ def test_07_3_greedy_decoding_with_a_kv_cache(capsys, one_thread):
     from nextgpt_mini.prompts import STOP
 
     model = NextGPT.from_pretrained("package:tiny_system")
+    forward = inspect.signature(type(model.llm.get_base_model()).forward).parameters
+    name = "cache" if "cache" in forward else "past_key_values"  # renamed in transformers 5.25
 
     def decode(model, embeds, mask, max_new_tokens, cache=True):
         ids, out = [], model.llm(inputs_embeds=embeds, attention_mask=mask, use_cache=True)
@@ -80,7 +84,7 @@ def test_07_3_greedy_decoding_with_a_kv_cache(capsys, one_thread):
                 break
             mask = torch.cat([mask, mask.new_ones(1, 1)], dim=1)
             out = model.llm(input_ids=torch.tensor([ids[-1:]]), attention_mask=mask if cache else None,
-                            past_key_values=out.past_key_values if cache else None, use_cache=True)
+                            use_cache=True, **{name: getattr(out, name) if cache else None})
         return ids
 
     ex07.ex07_3(lambda *a: None, model)
