@@ -8,7 +8,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from tests._notebook_times import LIMIT_S, problems, readme_times
+from tests._notebook_times import LIMIT_S, machine_factor, problems, readme_times
 
 _seconds: dict[str, float] = defaultdict(float)
 _cells: dict[str, int] = defaultdict(int)
@@ -43,13 +43,15 @@ def pytest_sessionfinish(session, exitstatus):
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps({s: round(t, 1) for s, t in sorted(measured.items())}, indent=1) + "\n")
     tmp.replace(out)
-    found = problems(measured, readme_times())
+    stated = readme_times()
+    found = problems(measured, stated)
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter:
         reporter.write_line("")
         reporter.write_line(f"notebook times (s, limit {LIMIT_S:.0f}): "
                             + ", ".join(f"{s[:2]}{'s' if s.endswith('solutions') else ''} {t:.1f}"
-                                        for s, t in sorted(measured.items())) + f" -> {out}")
+                                        for s, t in sorted(measured.items()))
+                            + f"; machine factor x{machine_factor(measured, stated):.2f} -> {out}")
         for p in found:
             reporter.write_line(f"NOTEBOOK TIME: {p}", red=True)
     if found and session.exitstatus == 0:

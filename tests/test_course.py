@@ -72,7 +72,7 @@ def test_course_package_stays_light():
 def test_readme_states_a_time_for_every_notebook_and_each_header_states_the_same(repo):
     """The README table and the notebooks' headers state one time each; the root conftest.py holds
     them against what nbval measures in `make test` (tests/_notebook_times.py)."""
-    from tests._notebook_times import LIMIT_S, header_time, problems, readme_times
+    from tests._notebook_times import LIMIT_S, header_time, machine_factor, problems, readme_times
 
     stated = readme_times()
     stems = {p.stem for folder in ("notebooks", "solutions") for p in (repo / folder).glob("*.ipynb")}
@@ -85,6 +85,12 @@ def test_readme_states_a_time_for_every_notebook_and_each_header_states_the_same
     assert len(problems({"02_input_projection_alignment": 61.0}, stated)) == 2
     assert problems({"03_llm_lora_signal_tokens": 2 * stated["03_llm_lora_signal_tokens"] + 4}, stated)
     assert problems({"11_new": 1.0}, stated) == ["11_new took 1.0 s and the README states no time for it"]
+    # a uniformly slower machine passes; one notebook drifting from the rest on it does not
+    slower = {s: 1.35 * t for s, t in stated.items()}
+    assert machine_factor(slower, stated) == pytest.approx(1.35)
+    assert problems({s: t for s, t in slower.items() if t < LIMIT_S}, stated) == []
+    slower["09_evaluation"] *= 1.5
+    assert [p.split()[0] for p in problems(slower, stated) if "over the" not in p] == ["09_evaluation"]
 
 
 CHECK_CALL = re.compile(r"\bexercises\.ex(\d\d)_(\d)\(")
