@@ -202,3 +202,18 @@ def test_a_bin_only_pipeline_folder_loads_without_diffusers_error_lines(decoders
     pipe = load_pipeline("video", DecoderConfig(**{**vars(decoders["video"].cfg), "name_or_path": str(folder)}))
     assert "An error occurred while trying to fetch" not in capfd.readouterr().err
     assert pipe.unet is not None
+
+
+def test_decoders_load_onto_the_device_they_run_on_in_its_dtype(monkeypatch):
+    """Issue 18: on a GPU machine the decoders went to no GPU (they stayed on the CPU, in the GPU's
+    16-bit dtype). Without a GPU here, a device stands in: the pipeline lands on it on first use."""
+    import nextgpt_mini.models.decoders as decoders_module
+    from nextgpt_mini.utils import frozen_dtype, pick_device
+
+    d = Decoders("tiny")["image"]
+    assert d.place == pick_device() and d.dtype == frozen_dtype(d.place)
+    monkeypatch.setattr(decoders_module, "pick_device", lambda prefer=None: torch.device(prefer or "meta"))
+    elsewhere = Decoders("tiny")["image"]
+    assert elsewhere.place.type == "meta" and elsewhere.dtype == torch.float32
+    assert {p.device.type for p in elsewhere.pipe.unet.parameters()} == {"meta"}
+    assert Decoders("tiny", device="cpu")["image"].place.type == "cpu"

@@ -36,7 +36,7 @@ from nextgpt_mini.files import save_audio, save_image, save_video
 from nextgpt_mini.losses import min_snr_weight
 from nextgpt_mini.models.decoder_configs import FULL_SIZE_DECODERS, build_empty, full_size_counts
 from nextgpt_mini.profiles import load_profile
-from nextgpt_mini.utils import frozen_dtype
+from nextgpt_mini.utils import frozen_dtype, pick_device
 
 PIPELINE_CLASS = {"image": "StableDiffusionPipeline", "video": "TextToVideoSDPipeline", "audio": "AudioLDMPipeline"}
 
@@ -143,11 +143,14 @@ class Decoder:
     """A frozen diffusion pipeline, built on first use and kept."""
 
     def __init__(self, modality: str, cfg: DecoderConfig, dtype: torch.dtype | None = None,
-                 cache_dir: str | os.PathLike | None = None):
+                 cache_dir: str | os.PathLike | None = None, device: str | torch.device | None = None):
         if modality not in MODALITIES:
             raise ValueError(f"unknown modality {modality!r}: expected one of {MODALITIES}")
-        # default: the one policy, `utils.frozen_dtype` (16-bit where a GPU will run it, fp32 on a CPU)
-        self.modality, self.cfg, self.dtype = modality, cfg, dtype or frozen_dtype()
+        # default: the one policy (utils): the best device there is, in the dtype it runs natively
+        # (16-bit on a GPU, fp32 on a CPU); a pipeline left on the CPU in fp16 would crawl
+        self.modality, self.cfg = modality, cfg
+        self.place = pick_device(None if device is None else str(device))
+        self.dtype = dtype or frozen_dtype(self.place)
         self.cache_dir = cache_dir
         self._pipe = None
         self._cache = None
@@ -161,6 +164,8 @@ class Decoder:
     def pipe(self):
         if self._pipe is None:
             self._pipe = load_pipeline(self.modality, self.cfg, self.dtype)
+            if self.place.type != "cpu":
+                self._pipe.to(self.place)
             self._pipe.set_progress_bar_config(leave=False, desc=f"denoising ({self.modality})")
             for part in ("unet", "vae", "text_encoder", "vocoder"):
                 module = getattr(self._pipe, part, None)
@@ -174,6 +179,7 @@ class Decoder:
 
     def to(self, device) -> "Decoder":
         """Move the whole pipeline (e.g. to "cpu" to make room for another decoder on a small GPU)."""
+        self.place = torch.device(device)
         if self._pipe is not None:
             self._pipe.to(device)
         return self
@@ -325,10 +331,10 @@ class Decoders:
     """The three decoders of a profile, each built on first use; `only(m)` frees the GPU for one."""
 
     def __init__(self, profile: ProfileConfig | str = "tiny", dtype: torch.dtype | None = None,
-                 cache_dir: str | os.PathLike | None = None):
+                 cache_dir: str | os.PathLike | None = None, device: str | torch.device | None = None):
         profile = load_profile(profile) if isinstance(profile, str) else profile
         self.profile = profile
-        self.decoders = {m: Decoder(m, profile.decoder(m), dtype, cache_dir) for m in MODALITIES}
+        self.decoders = {m: Decoder(m, profile.decoder(m), dtype, cache_dir, device) for m in MODALITIES}
 
     def __getitem__(self, modality: str) -> Decoder:
         if modality not in self.decoders:
