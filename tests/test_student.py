@@ -11,6 +11,7 @@ from nextgpt_mini.models.nextgpt import NextGPT
 @pytest.fixture
 def outputs(tmp_path, monkeypatch):
     monkeypatch.setattr(student, "repo_root", lambda: tmp_path)  # never the repository's own outputs/
+    monkeypatch.delenv("NEXTGPT_MINI_STUDENT_DIR", raising=False)
     return tmp_path
 
 
@@ -47,3 +48,22 @@ def test_a_saved_system_is_the_one_the_next_chapter_starts_from(outputs, capsys,
     assert "starting from your system after stage 1" in capsys.readouterr().out
     assert torch.equal(again.input_projector.proj.weight, mine.input_projector.proj.weight)
     assert not (outputs / "outputs" / "student" / "after_stage2").exists()
+
+
+def test_a_system_of_another_profile_is_not_taken_for_this_one(outputs, capsys, one_thread):
+    """The colab dry run saves to the same outputs/student folders: a tiny chapter after it must
+    not read a colab system (chapter 07's stage-by-stage table asks `saved_student` too)."""
+    profile = load_profile("tiny")
+    student.save_student(NextGPT.from_profile(profile), "1")
+    assert student.saved_student(profile, "1") == outputs / "outputs" / "student" / "after_stage1"
+    other = load_profile("tiny")
+    other.name = "colab"
+    capsys.readouterr()
+    assert student.saved_student(other, "1") is None
+    assert "holds a tiny system, not colab: not used" in capsys.readouterr().out
+    assert student.saved_student(profile, "2") is None
+
+
+def test_the_student_folder_moves_with_the_environment(outputs, monkeypatch):
+    monkeypatch.setenv("NEXTGPT_MINI_STUDENT_DIR", str(outputs / "elsewhere"))
+    assert student.student_folder("2") == outputs / "elsewhere" / "after_stage2"

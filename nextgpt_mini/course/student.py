@@ -8,6 +8,7 @@ starts from the shipped tiny system's weights for the stages before it instead, 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -25,7 +26,10 @@ SHIPPED = "package:tiny_system"
 def student_folder(after: str) -> Path:
     if after not in SAVED_BY:
         raise ValueError(f"after={after!r}: expected the stage the system has been trained through, 1, 2 or 3")
-    return repo_root() / "outputs" / "student" / f"after_stage{after}"
+    # NEXTGPT_MINI_STUDENT_DIR moves it (the colab dry run keeps its systems out of the tiny chain's way)
+    root = Path(os.environ["NEXTGPT_MINI_STUDENT_DIR"]) if os.environ.get("NEXTGPT_MINI_STUDENT_DIR") else \
+        repo_root() / "outputs" / "student"
+    return root / f"after_stage{after}"
 
 
 def save_student(model: NextGPT, after: str) -> Path:
@@ -35,15 +39,26 @@ def save_student(model: NextGPT, after: str) -> Path:
     return folder
 
 
+def saved_student(profile: ProfileConfig, after: str) -> Path | None:
+    """The folder of the student's system after stage `after` when it holds one of `profile`
+    (a run at another profile, e.g. the colab dry run, saves to the same place), else None."""
+    folder = student_folder(after)
+    if not (folder / "config.json").is_file():
+        return None
+    _, saved = read_saved_config(folder)
+    if saved.name != profile.name:
+        print(f"{_shown(folder)} holds a {saved.name} system, not {profile.name}: not used")
+        return None
+    return folder
+
+
 def load_student(profile: ProfileConfig, after: str) -> NextGPT:
     """The student's system trained through stage `after`, or the shipped weights of those stages."""
+    folder = saved_student(profile, after)
+    if folder is not None:
+        print(f"starting from your system after stage {after} ({_shown(folder)}, saved by chapter {SAVED_BY[after]})")
+        return NextGPT.from_pretrained(folder)
     folder = student_folder(after)
-    if (folder / "config.json").is_file():
-        _, saved = read_saved_config(folder)
-        if saved.name == profile.name:
-            print(f"starting from your system after stage {after} ({_shown(folder)}, saved by chapter {SAVED_BY[after]})")
-            return NextGPT.from_pretrained(folder)
-        print(f"{_shown(folder)} holds a {saved.name} system, not {profile.name}: not used")
     where = f"chapter {SAVED_BY[after]} saves it in {_shown(folder)}; run it first to continue from your own"
     if profile.name != "tiny":
         print(f"no system after stage {after} ({where}): starting from a fresh {profile.name} system")

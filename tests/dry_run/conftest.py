@@ -17,6 +17,7 @@ DRY = Path(os.environ.get("NEXTGPT_DRY_RUN_DIR", "/tmp/nextgpt-dry-run"))
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_CACHE"] = str(DRY / "hub")
 os.environ["NEXTGPT_MINI_CACHE"] = str(DRY / "imagebind")
+os.environ["NEXTGPT_MINI_STUDENT_DIR"] = str(DRY / "student")  # the colab chapters' own 02 -> 04 -> 06 -> 07 chain
 REPO = Path(__file__).resolve().parents[2]
 
 
