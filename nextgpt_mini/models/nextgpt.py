@@ -181,6 +181,7 @@ class NextGPT(nn.Module):
     def llm_forward(self, batch: dict[str, Any], embeds: torch.Tensor | None = None, **kwargs):
         batch = self.on_device(batch)
         embeds = self.embed(batch) if embeds is None else embeds
+        kwargs.setdefault("use_cache", False)  # a training or scoring pass: no decoding follows it
         return self.llm(inputs_embeds=embeds, attention_mask=batch["attention_mask"], **kwargs)
 
     def project_signals(self, hidden: torch.Tensor, embeds: torch.Tensor, spans: list[list[tuple[str, int, int]]]):
