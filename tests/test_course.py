@@ -113,3 +113,13 @@ def test_committed_runs_show_each_stub_not_done_and_each_solution_ok(path):
             assert said == ["not done yet"], (path.name, exercise, said)
         else:
             assert "ok" in said, (path.name, exercise, said)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: f"{p.parent.name}/{p.name[:2]}")
+def test_committed_outputs_hold_no_machine_paths(path, repo):
+    """A Path left as a cell's last value printed this checkout's absolute folder into the committed
+    notebook (chapters 02, 04, 06: `save_student`'s return value)."""
+    nb = json.loads(path.read_text())
+    printed = json.dumps([c.get("outputs", []) for c in nb["cells"] if c["cell_type"] == "code"])
+    for marker in (str(repo), "PosixPath("):
+        assert marker not in printed, f"{path.name}: an output shows {marker!r}"
